@@ -1,0 +1,366 @@
+import { eventMatchesQuery, eventMatchesSource, fieldOf } from './matching.js';
+import { addToState, emptyState, holdAmount, reachedThresholds, slotAllows, usedWith } from './slots.js';
+import {
+  STORE_CONTRACT_VERSION,
+  type CounterOperation,
+  type CounterResult,
+  type CounterSlot,
+  type EventCursor,
+  type EventQuery,
+  type MeterSource,
+  type Page,
+  type SlotState,
+  type Store,
+  type StoreCapabilities,
+  type StoredEvent,
+  type ValueTotals,
+} from './store.js';
+import type { Customer, Limit, Meter } from './types.js';
+
+interface Hold {
+  amount: number;
+  expiresAt: number;
+}
+
+interface MemorySlot {
+  state: SlotState;
+  distinctValues: Set<string> | null;
+  holds: Map<string, Hold>;
+  fired: Set<number>;
+  windowEnd: number | null;
+  /** Event ids counted here when events come from another ledger (retry safety). */
+  applied: Set<string> | null;
+}
+
+const SWEEP_EVERY = 8192;
+
+function compareEvents(a: StoredEvent, b: StoredEvent): number {
+  return a.timestamp - b.timestamp || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** Index of the first event not before (timestamp, id) in an ascending array. */
+function lowerBound(events: StoredEvent[], timestamp: number, id = ''): number {
+  let lo = 0;
+  let hi = events.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const e = events[mid];
+    if (e.timestamp < timestamp || (e.timestamp === timestamp && e.id < id)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function insertSorted(events: StoredEvent[], event: StoredEvent): void {
+  const last = events[events.length - 1];
+  if (!last || compareEvents(last, event) <= 0) {
+    events.push(event);
+    return;
+  }
+  events.splice(lowerBound(events, event.timestamp, event.id), 0, event);
+}
+
+function addTotals(totals: ValueTotals, e: StoredEvent): void {
+  totals.totalEvents += 1;
+  const v = totals.values;
+  for (const k in e.values) v[k] = (v[k] ?? 0) + e.values[k];
+}
+
+function pageOf<T extends { id: string }>(map: Map<string, T>, limit: number, cursor?: string): Page<T> {
+  const ids = [...map.keys()].sort();
+  const start = cursor === undefined ? 0 : ids.findIndex((id) => id > cursor);
+  const slice = start < 0 ? [] : ids.slice(start, start + limit);
+  const hasMore = start >= 0 && start + limit < ids.length;
+  return { data: slice.map((id) => map.get(id)!), nextCursor: hasMore ? slice[slice.length - 1] : null };
+}
+
+/**
+ * The default store: ledger and counters in this process's memory. Fast (per-slot counters,
+ * no event scans on the check path) and atomic for concurrent async callers because every
+ * operation runs synchronously to completion. Nothing survives the process and nothing is
+ * shared between processes: use the SQLite, Postgres or Redis stores for that.
+ */
+export function memoryStore(): Store {
+  return new MemoryStore();
+}
+
+class MemoryStore implements Store {
+  readonly capabilities: StoreCapabilities = {
+    contract: STORE_CONTRACT_VERSION,
+    ledger: true,
+    counters: true,
+    shared: false,
+    durable: false,
+  };
+
+  private readonly customers = new Map<string, Customer>();
+  private readonly meters = new Map<string, Meter>();
+  private readonly limits = new Map<string, Limit>();
+  /** Every event, ascending by (timestamp, id). */
+  private readonly events: StoredEvent[] = [];
+  private readonly eventsByCustomer = new Map<string, StoredEvent[]>();
+  private readonly idempotency = new Map<string, string>();
+  private readonly slots = new Map<string, MemorySlot>();
+  private readonly holdIndex = new Map<string, MemorySlot[]>();
+  private operations = 0;
+
+  // ── definitions ────────────────────────────────────────────────────────────
+
+  async createCustomer(customer: Customer) {
+    const existing = this.customers.get(customer.id);
+    if (existing) return { created: false, customer: existing };
+    this.customers.set(customer.id, customer);
+    return { created: true, customer };
+  }
+  async getCustomer(id: string) { return this.customers.get(id) ?? null; }
+  async updateCustomer(customer: Customer) { return this.replace(this.customers, customer); }
+  async deleteCustomer(id: string) { return this.customers.delete(id); }
+  async listCustomers(page: { limit: number; cursor?: string }) { return pageOf(this.customers, page.limit, page.cursor); }
+
+  async createMeter(meter: Meter) {
+    const existing = this.meters.get(meter.id);
+    if (existing) return { created: false, meter: existing };
+    this.meters.set(meter.id, meter);
+    return { created: true, meter };
+  }
+  async getMeter(id: string) { return this.meters.get(id) ?? null; }
+  async updateMeter(meter: Meter) { return this.replace(this.meters, meter); }
+  async deleteMeter(id: string) { return this.meters.delete(id); }
+  async listMeters(page: { limit: number; cursor?: string }) { return pageOf(this.meters, page.limit, page.cursor); }
+
+  async createLimit(limit: Limit) {
+    const existing = this.limits.get(limit.id);
+    if (existing) return { created: false, limit: existing };
+    this.limits.set(limit.id, limit);
+    return { created: true, limit };
+  }
+  async getLimit(id: string) { return this.limits.get(id) ?? null; }
+  async updateLimit(limit: Limit) { return this.replace(this.limits, limit); }
+  async deleteLimit(id: string) { return this.limits.delete(id); }
+  async listLimits(page: { limit: number; cursor?: string }) { return pageOf(this.limits, page.limit, page.cursor); }
+
+  private replace<T extends { id: string }>(map: Map<string, T>, value: T): boolean {
+    if (!map.has(value.id)) return false;
+    map.set(value.id, value);
+    return true;
+  }
+
+  // ── ledger ────────────────────────────────────────────────────────────────
+
+  async insertEvents(events: StoredEvent[]) {
+    return events.map((e) => this.insertEvent(e));
+  }
+
+  private insertEvent(event: StoredEvent): { id: string; recorded: boolean } {
+    if (event.idempotencyKey !== undefined) {
+      const key = `${event.customerId}\u0000${event.idempotencyKey}`;
+      const first = this.idempotency.get(key);
+      if (first !== undefined) return { id: first, recorded: false };
+      this.idempotency.set(key, event.id);
+    }
+    insertSorted(this.events, event);
+    let own = this.eventsByCustomer.get(event.customerId);
+    if (!own) this.eventsByCustomer.set(event.customerId, (own = []));
+    insertSorted(own, event);
+    return { id: event.id, recorded: true };
+  }
+
+  private *scan(query: { customerId?: string; startDate?: number; endDate?: number | null }): Generator<StoredEvent> {
+    const events = query.customerId === undefined ? this.events : this.eventsByCustomer.get(query.customerId);
+    if (!events) return;
+    const from = query.startDate === undefined ? 0 : lowerBound(events, query.startDate);
+    const to = query.endDate === undefined || query.endDate === null ? events.length : lowerBound(events, query.endDate);
+    for (let i = from; i < to; i++) yield events[i];
+  }
+
+  async listEvents(query: EventQuery, limit: number, cursor?: EventCursor) {
+    const events = query.customerId === undefined ? this.events : this.eventsByCustomer.get(query.customerId) ?? [];
+    let i = events.length - 1;
+    if (query.endDate !== undefined) i = Math.min(i, lowerBound(events, query.endDate) - 1);
+    if (cursor) i = Math.min(i, lowerBound(events, cursor.timestamp, cursor.id) - 1);
+    const out: StoredEvent[] = [];
+    for (; i >= 0 && out.length < limit; i--) {
+      const e = events[i];
+      if (query.startDate !== undefined && e.timestamp < query.startDate) break;
+      if (eventMatchesQuery(e, query)) out.push(e);
+    }
+    return out;
+  }
+
+  async summarize(query: EventQuery) {
+    const totals: ValueTotals = { totalEvents: 0, values: {} };
+    for (const e of this.scan(query)) if (eventMatchesQuery(e, query)) addTotals(totals, e);
+    return totals;
+  }
+
+  async breakdown(query: EventQuery, groupBy: string) {
+    const groups = new Map<string | null, ValueTotals>();
+    for (const e of this.scan(query)) {
+      if (!eventMatchesQuery(e, query)) continue;
+      const key = groupBy === 'customerId' ? e.customerId : groupBy === 'eventType' ? e.eventType : e.dimensions[groupBy] ?? null;
+      let totals = groups.get(key);
+      if (!totals) groups.set(key, (totals = { totalEvents: 0, values: {} }));
+      addTotals(totals, e);
+    }
+    return [...groups].map(([dimension, totals]) => ({ dimension, ...totals }));
+  }
+
+  async timeseries(query: EventQuery, boundaries: number[]) {
+    const buckets: ValueTotals[] = boundaries.slice(1).map(() => ({ totalEvents: 0, values: {} }));
+    let b = 0;
+    const range = { ...query, startDate: boundaries[0], endDate: boundaries[boundaries.length - 1] };
+    for (const e of this.scan(range)) {
+      while (e.timestamp >= boundaries[b + 1]) b++;
+      if (eventMatchesQuery(e, query)) addTotals(buckets[b], e);
+    }
+    return buckets;
+  }
+
+  async meterState(source: MeterSource) {
+    return this.buildState(source).state;
+  }
+
+  private buildState(source: MeterSource): { state: SlotState; distinctValues: Set<string> | null } {
+    const state = emptyState();
+    const distinctValues = source.aggregation === 'unique' ? new Set<string>() : null;
+    for (const e of this.scan(source)) {
+      if (!eventMatchesSource(e, source)) continue;
+      const value = fieldOf(source.field, e.values, e.dimensions);
+      if (value === undefined) continue;
+      const isNew = distinctValues !== null && !distinctValues.has(String(value));
+      if (isNew) distinctValues!.add(String(value));
+      addToState(state, distinctValues ? String(value) : (value as number), e.timestamp, isNew);
+    }
+    return { state, distinctValues };
+  }
+
+  // ── counters ──────────────────────────────────────────────────────────────
+
+  private slotFor(slot: CounterSlot, now: number): MemorySlot {
+    let s = this.slots.get(slot.key);
+    if (!s) {
+      const built = this.buildState(slot.source);
+      s = { ...built, holds: new Map(), fired: new Set(), windowEnd: slot.windowEnd, applied: null };
+      // A rebuilt past window already had its chance to alert.
+      if (slot.windowEnd !== null && slot.windowEnd <= now) {
+        for (const t of reachedThresholds(slot, usedWith(slot.aggregation, s.state, []))) s.fired.add(t);
+      }
+      this.slots.set(slot.key, s);
+    } else if (s.holds.size > 0) {
+      for (const [id, hold] of s.holds) if (hold.expiresAt <= now) s.holds.delete(id);
+    }
+    return s;
+  }
+
+  private usedOf(slot: CounterSlot, s: MemorySlot): number {
+    return s.holds.size === 0
+      ? usedWith(slot.aggregation, s.state, [])
+      : usedWith(slot.aggregation, s.state, Array.from(s.holds.values(), (h) => h.amount));
+  }
+
+  private isNewDistinct(slot: CounterSlot, s: MemorySlot): boolean {
+    return typeof slot.contribution === 'string' && s.distinctValues !== null && !s.distinctValues.has(slot.contribution);
+  }
+
+  async apply(op: CounterOperation): Promise<CounterResult> {
+    return this.applySync(op);
+  }
+
+  private applySync(op: CounterOperation): CounterResult {
+    if (++this.operations % SWEEP_EVERY === 0) this.sweep(op.now);
+    switch (op.type) {
+      case 'check':
+      case 'reserve': {
+        const states = op.slots.map((slot) => this.slotFor(slot, op.now));
+        const results = op.slots.map((slot, i) => {
+          const s = states[i];
+          const used = this.usedOf(slot, s);
+          return { used, allowed: slotAllows(slot, s.state, used, this.isNewDistinct(slot, s)) };
+        });
+        const allowed = results.every((r) => r.allowed);
+        if (op.type === 'reserve' && allowed) {
+          const held: MemorySlot[] = [];
+          op.slots.forEach((slot, i) => {
+            const s = states[i];
+            const amount = holdAmount(slot, this.isNewDistinct(slot, s));
+            if (amount === null) return;
+            s.holds.set(op.holdId, { amount, expiresAt: op.expiresAt });
+            held.push(s);
+            results[i].used = this.usedOf(slot, s);
+          });
+          this.holdIndex.set(op.holdId, held);
+        }
+        return { allowed, slots: results };
+      }
+      case 'record': {
+        const records: Array<{ id: string; recorded: boolean }> = [];
+        const slots: CounterResult['slots'] = [];
+        const alerts: NonNullable<CounterResult['alerts']> = [];
+        for (const item of op.items) {
+          const states = item.slots.map((slot) => this.slotFor(slot, op.now));
+          if (item.holdId !== undefined) this.dropHold(item.holdId);
+          const record = op.persist ? this.insertEvent(item.event) : { id: item.event.id, recorded: true };
+          records.push(record);
+          item.slots.forEach((slot, i) => {
+            const s = states[i];
+            let counts = record.recorded && slot.contribution !== null;
+            if (counts && !op.persist) {
+              s.applied ??= new Set();
+              if (s.applied.has(item.event.id)) counts = false;
+              else s.applied.add(item.event.id);
+            }
+            if (counts) {
+              const isNew = this.isNewDistinct(slot, s);
+              if (isNew) s.distinctValues!.add(slot.contribution as string);
+              addToState(s.state, slot.contribution!, item.event.timestamp, isNew);
+            }
+            const used = this.usedOf(slot, s);
+            slots.push({ used, allowed: true });
+            if (!counts) return;
+            for (const threshold of reachedThresholds(slot, used)) {
+              if (s.fired.has(threshold)) continue;
+              s.fired.add(threshold);
+              alerts.push({ slot: slots.length - 1, threshold, used });
+            }
+          });
+        }
+        return { allowed: true, slots, records, alerts };
+      }
+      case 'release':
+        this.dropHold(op.holdId);
+        return { allowed: true, slots: [] };
+      case 'seed':
+        for (const { slot, state, distinctValues } of op.seeds) {
+          if (this.slots.has(slot.key)) continue;
+          this.slots.set(slot.key, {
+            state: { ...state },
+            distinctValues: slot.aggregation === 'unique' ? new Set(distinctValues) : null,
+            holds: new Map(),
+            fired: new Set(),
+            windowEnd: slot.windowEnd,
+            applied: null,
+          });
+        }
+        return { allowed: true, slots: [] };
+    }
+  }
+
+  private dropHold(holdId: string): void {
+    const held = this.holdIndex.get(holdId);
+    if (!held) return;
+    for (const s of held) s.holds.delete(holdId);
+    this.holdIndex.delete(holdId);
+  }
+
+  /** Forgets the state of ended windows; it is rebuilt from the ledger if an event lands there later. */
+  private sweep(now: number): void {
+    for (const [key, s] of this.slots) {
+      if (s.windowEnd !== null && s.windowEnd <= now && s.holds.size === 0) this.slots.delete(key);
+    }
+    for (const [id, held] of this.holdIndex) {
+      if (!held.some((s) => (s.holds.get(id)?.expiresAt ?? 0) > now)) this.holdIndex.delete(id);
+    }
+  }
+
+  async close() {}
+}

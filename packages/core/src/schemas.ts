@@ -1,0 +1,264 @@
+import { z } from 'zod';
+import { TollgateError, type FieldIssue } from './errors.js';
+import type { Period } from './types.js';
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const KEY_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+export const MAX_DIMENSIONS = 32;
+export const MAX_BATCH = 1000;
+
+const key = z
+  .string()
+  .regex(KEY_PATTERN, 'keys must match [A-Za-z0-9_.-]{1,64}')
+  .refine((k) => !FORBIDDEN_KEYS.has(k), 'keys __proto__, constructor and prototype are reserved');
+
+export const idSchema = z.string().min(1, 'must not be empty').max(256, 'must be at most 256 characters');
+
+export const dimensionsSchema = z
+  .record(key, z.string().max(256, 'dimension values must be at most 256 characters'))
+  .refine((d) => Object.keys(d).length <= MAX_DIMENSIONS, `at most ${MAX_DIMENSIONS} dimensions`);
+
+export const valuesSchema = z
+  .record(key, z.number().refine(Number.isFinite, 'values must be finite numbers'))
+  .refine((v) => Object.keys(v).length <= 64, 'at most 64 values');
+
+export const eventTypeSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'event types are dotted names such as llm.completion');
+
+const timezoneCache = new Map<string, boolean>();
+export function isValidTimezone(tz: string): boolean {
+  let ok = timezoneCache.get(tz);
+  if (ok === undefined) {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: tz });
+      ok = true;
+    } catch {
+      ok = false;
+    }
+    timezoneCache.set(tz, ok);
+  }
+  return ok;
+}
+
+export const timezoneSchema = z.string().refine(isValidTimezone, 'must be an IANA timezone such as Europe/Berlin');
+
+/** An ISO string or a Date, parsed to Unix milliseconds. */
+export const dateSchema = z.union([z.string(), z.date()]).transform((value, ctx) => {
+  const ms = typeof value === 'string' ? Date.parse(value) : value.getTime();
+  if (!Number.isFinite(ms)) {
+    ctx.addIssue({ code: 'custom', message: 'must be an ISO date string or a Date' });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+export const DURATION_PATTERN = /^([1-9]\d{0,8})(s|m|h|d)$/;
+export const periodSchema = z.union([
+  z.enum(['minute', 'hour', 'day', 'week', 'month', 'annual', 'all_time']),
+  z.string().regex(DURATION_PATTERN, "periods are minute, hour, day, week, month, annual, all_time or a duration such as '30s', '5m', '2h', '7d'"),
+]) as unknown as z.ZodType<Period, Period>;
+
+export const aggregationSchema = z.enum(['sum', 'count', 'max', 'min', 'latest', 'avg', 'unique']);
+
+export const eventFilterSchema = z
+  .object({ eventType: eventTypeSchema.optional(), dimensions: dimensionsSchema.optional() })
+  .strict();
+
+const FIELD_PATTERN = /^(\*|values\.[A-Za-z0-9_.-]{1,64}|dimensions\.[A-Za-z0-9_.-]{1,64})$/;
+
+const meterShape = {
+  id: idSchema,
+  name: z.string().min(1).max(256),
+  aggregation: aggregationSchema,
+  field: z.string().regex(FIELD_PATTERN, "field is '*' (count) or a path such as values.tokens or dimensions.user_id"),
+  eventFilter: eventFilterSchema.optional(),
+};
+
+function checkMeterField(m: { aggregation?: string; field?: string }, ctx: z.RefinementCtx) {
+  if (m.aggregation === undefined || m.field === undefined) return;
+  if (m.aggregation === 'count') return;
+  if (m.field === '*') {
+    ctx.addIssue({ code: 'custom', path: ['field'], message: `aggregation ${m.aggregation} needs a field such as values.tokens` });
+  } else if (m.aggregation === 'unique' ? !m.field.startsWith('dimensions.') : !m.field.startsWith('values.')) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['field'],
+      message: m.aggregation === 'unique' ? 'unique counts a dimension: use dimensions.<key>' : `${m.aggregation} aggregates a number: use values.<key>`,
+    });
+  }
+}
+
+export const createMeterSchema = z.object(meterShape).strict().superRefine(checkMeterField);
+export const updateMeterSchema = z
+  .object({ name: meterShape.name, eventFilter: eventFilterSchema.nullable() })
+  .partial()
+  .strict();
+
+const thresholdsSchema = z
+  .array(z.number().int('thresholds are whole percentages').min(1).max(100))
+  .max(20)
+  .transform((t) => [...new Set(t)].sort((a, b) => a - b));
+
+const limitShape = {
+  id: idSchema,
+  name: z.string().min(1).max(256),
+  meterId: idSchema,
+  limitValue: z.number().refine(Number.isFinite, 'must be a finite number').refine((n) => n > 0, 'limitValue must be greater than 0'),
+  period: periodSchema,
+  customerId: idSchema.optional(),
+  dimensionFilters: dimensionsSchema.optional(),
+  alertThresholds: thresholdsSchema.optional(),
+  mode: z.enum(['hard', 'soft']).optional(),
+};
+
+export const createLimitSchema = z.object(limitShape).strict();
+export const updateLimitSchema = z
+  .object({
+    name: limitShape.name,
+    limitValue: limitShape.limitValue,
+    period: limitShape.period,
+    dimensionFilters: dimensionsSchema.nullable(),
+    alertThresholds: thresholdsSchema.nullable(),
+    mode: limitShape.mode,
+  })
+  .partial()
+  .strict();
+
+const metadataSchema = z.record(key, z.unknown());
+
+export const createCustomerSchema = z
+  .object({
+    id: idSchema,
+    name: z.string().max(256).optional(),
+    email: z.string().max(320).optional(),
+    timezone: timezoneSchema.optional(),
+    billingCycleStart: dateSchema.optional(),
+    metadata: metadataSchema.optional(),
+  })
+  .strict();
+
+export const updateCustomerSchema = z
+  .object({
+    name: z.string().max(256).nullable(),
+    email: z.string().max(320).nullable(),
+    timezone: timezoneSchema.nullable(),
+    billingCycleStart: dateSchema,
+    metadata: metadataSchema,
+  })
+  .partial()
+  .strict();
+
+export const recordEventSchema = z
+  .object({
+    customerId: idSchema,
+    eventType: eventTypeSchema,
+    values: valuesSchema.optional(),
+    dimensions: dimensionsSchema.optional(),
+    properties: z.record(z.string(), z.unknown()).optional(),
+    timestamp: dateSchema.optional(),
+    idempotencyKey: z.string().min(1).max(256).optional(),
+  })
+  .strict();
+
+export const batchIngestSchema = z
+  .object({ events: z.array(recordEventSchema).min(1, 'send at least one event').max(MAX_BATCH, `at most ${MAX_BATCH} events per batch`) })
+  .strict();
+
+const rangeShape = {
+  startDate: dateSchema.optional(),
+  endDate: dateSchema.optional(),
+  customerId: idSchema.optional(),
+  eventType: eventTypeSchema.optional(),
+  dimensions: dimensionsSchema.optional(),
+};
+
+export const listEventsSchema = z
+  .object({
+    ...rangeShape,
+    limit: z.number().int().min(1).max(1000).optional(),
+    cursor: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const summarySchema = z.object(rangeShape).strict();
+
+export const breakdownSchema = z
+  .object({ ...rangeShape, groupBy: z.union([z.literal('customerId'), z.literal('eventType'), key]) })
+  .strict();
+
+export const timeseriesSchema = z
+  .object({
+    ...rangeShape,
+    interval: z.enum(['minute', 'hour', 'day', 'week', 'month']),
+    startDate: dateSchema,
+    endDate: dateSchema,
+    timezone: timezoneSchema.optional(),
+  })
+  .strict();
+
+export const meterQuerySchema = z
+  .object({ customerId: idSchema.optional(), dimensions: dimensionsSchema.optional(), startDate: dateSchema.optional(), endDate: dateSchema.optional() })
+  .strict();
+
+export const checkSchema = z
+  .object({
+    customerId: idSchema,
+    eventType: eventTypeSchema.optional(),
+    dimensions: dimensionsSchema.optional(),
+    estimate: valuesSchema.optional(),
+  })
+  .strict();
+
+export const reserveSchema = z
+  .object({
+    customerId: idSchema,
+    eventType: eventTypeSchema,
+    dimensions: dimensionsSchema.optional(),
+    estimate: valuesSchema,
+    ttlMs: z.number().int().min(1).max(7 * 24 * 3600 * 1000).optional(),
+  })
+  .strict();
+
+export const commitSchema = z
+  .object({
+    values: valuesSchema.optional(),
+    dimensions: dimensionsSchema.optional(),
+    properties: z.record(z.string(), z.unknown()).optional(),
+    timestamp: dateSchema.optional(),
+  })
+  .strict();
+
+export const listSchema = z
+  .object({ limit: z.number().int().min(1).max(1000).optional(), cursor: z.string().min(1).optional() })
+  .strict();
+
+export type CreateMeterInput = z.input<typeof createMeterSchema>;
+export type UpdateMeterInput = z.input<typeof updateMeterSchema>;
+export type CreateLimitInput = z.input<typeof createLimitSchema>;
+export type UpdateLimitInput = z.input<typeof updateLimitSchema>;
+export type CreateCustomerInput = z.input<typeof createCustomerSchema>;
+export type UpdateCustomerInput = z.input<typeof updateCustomerSchema>;
+export type RecordEventInput = z.input<typeof recordEventSchema>;
+export type BatchIngestInput = z.input<typeof batchIngestSchema>;
+export type ListEventsInput = z.input<typeof listEventsSchema>;
+export type SummaryInput = z.input<typeof summarySchema>;
+export type BreakdownInput = z.input<typeof breakdownSchema>;
+export type TimeseriesInput = z.input<typeof timeseriesSchema>;
+export type MeterQueryInput = z.input<typeof meterQuerySchema>;
+export type CheckInput = z.input<typeof checkSchema>;
+export type ReserveInput = z.input<typeof reserveSchema>;
+export type CommitInput = z.input<typeof commitSchema>;
+export type ListInput = z.input<typeof listSchema>;
+
+/** Validates `input` against `schema`, or throws `invalid_request` naming every failing field. */
+export function parse<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
+  const result = schema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  const issues: FieldIssue[] = result.error.issues.map((issue) => ({
+    path: issue.path.map(String).join('.') || '(input)',
+    message: issue.message,
+  }));
+  const list = issues.map((i) => `${i.path}: ${i.message}`).join('; ');
+  throw new TollgateError('invalid_request', `Invalid ${what}: ${list}. Fix these fields and call again.`, { issues });
+}

@@ -1,0 +1,947 @@
+import { TollgateError, alreadyExists, notFound } from './errors.js';
+import { newId } from './ids.js';
+import { applicableLimits, fieldOf, type Target } from './matching.js';
+import { memoryStore } from './memory-store.js';
+import {
+  batchIngestSchema,
+  breakdownSchema,
+  checkSchema,
+  commitSchema,
+  createCustomerSchema,
+  createLimitSchema,
+  createMeterSchema,
+  idSchema,
+  listEventsSchema,
+  listSchema,
+  meterQuerySchema,
+  parse,
+  recordEventSchema,
+  reserveSchema,
+  summarySchema,
+  timeseriesSchema,
+  timezoneSchema,
+  updateCustomerSchema,
+  updateLimitSchema,
+  updateMeterSchema,
+  type BatchIngestInput,
+  type BreakdownInput,
+  type CheckInput,
+  type CommitInput,
+  type CreateCustomerInput,
+  type CreateLimitInput,
+  type CreateMeterInput,
+  type ListEventsInput,
+  type ListInput,
+  type MeterQueryInput,
+  type RecordEventInput,
+  type ReserveInput,
+  type SummaryInput,
+  type TimeseriesInput,
+  type UpdateCustomerInput,
+  type UpdateLimitInput,
+  type UpdateMeterInput,
+} from './schemas.js';
+import { valueOf } from './slots.js';
+import {
+  STORE_CONTRACT_VERSION,
+  type CounterOperation,
+  type CounterResult,
+  type CounterSlot,
+  type CounterStore,
+  type EventQuery,
+  type LedgerStore,
+  type RecordItem,
+  type StoredEvent,
+} from './store.js';
+import type {
+  AlertEvent,
+  BreakdownRow,
+  CheckResult,
+  Customer,
+  DecisionReason,
+  Dimensions,
+  Event,
+  Limit,
+  LimitStatus,
+  Meter,
+  Page,
+  RecordResult,
+  Summary,
+  TimeseriesPoint,
+  Values,
+} from './types.js';
+import { startOfLocalDay, windowFor, type Window, type WindowContext } from './windows.js';
+
+export interface TollgateOptions {
+  /**
+   * Where events, customers, meters and limits live; it also keeps the counters unless
+   * `counters` is given. Default: {@link memoryStore} (this process only, nothing kept).
+   * @example createTollgate({ store: postgresStore({ connectionString: process.env.DATABASE_URL }) })
+   */
+  store?: LedgerStore & Partial<CounterStore>;
+  /**
+   * A separate counters store for the hot path, e.g. Redis beside a Postgres ledger.
+   * Default: the `store` itself.
+   */
+  counters?: CounterStore;
+  /** Meters declared in code: created or updated when Tollgate starts. */
+  meters?: CreateMeterInput[];
+  /** Limits declared in code: created or updated when Tollgate starts. */
+  limits?: CreateLimitInput[];
+  /** IANA timezone of day/week/month windows for customers without their own. Default `'UTC'`. */
+  timezone?: string;
+  /**
+   * Called once per (limit, customer, window, threshold) when usage reaches one of a limit's
+   * `alertThresholds` (`limit.threshold_reached`) or the limit itself (`limit.exceeded`).
+   * Errors it throws are swallowed so they never fail a record.
+   */
+  onAlert?: (alert: AlertEvent) => void | Promise<void>;
+  /**
+   * What a check or reservation answers when the counters store fails or times out:
+   * `'open'` allows (availability first), `'closed'` denies (cost control first). The answer's
+   * `reason` says which happened. Default `'open'`.
+   */
+  onStoreError?: 'open' | 'closed';
+  /**
+   * How long a check or reservation waits for a shared counters store before `onStoreError`
+   * decides. Default 1000 ms for shared stores (SQL, Redis); the memory store is never timed out.
+   */
+  storeTimeoutMs?: number;
+  /** How long a reservation holds its estimate when neither committed nor released. Default 10 minutes. */
+  defaultTtlMs?: number;
+  /**
+   * How long meter and limit definitions and customers are cached before being re-read from a
+   * shared store, i.e. how soon a change made by another process is seen. Changes made through
+   * this instance take effect at once. Default 1000 ms; ignored for the memory store.
+   */
+  cacheTtlMs?: number;
+  /** Clock, for tests and simulations. Default `Date.now`. */
+  now?: () => number | Date;
+}
+
+/** A held estimate from {@link Tollgate.reserve}. Commit it with the real usage, or release it. */
+export interface Reservation {
+  id: string;
+  allowed: boolean;
+  reason: DecisionReason;
+  limits: LimitStatus[];
+  /** When the hold lapses if nobody commits or releases it (ISO). */
+  expiresAt: string;
+  /** Seconds until the earliest blocking window resets when denied; null otherwise or for all_time. */
+  retryAfter: number | null;
+  /**
+   * Records the real event (values default to the estimate) and drops the hold. Idempotent:
+   * the reservation id is the event's idempotency key. Throws `limit_exceeded` on a denied reservation.
+   */
+  commit(input?: CommitInput): Promise<RecordResult>;
+  /** Drops the hold without recording anything. */
+  release(): Promise<void>;
+}
+
+export interface Tollgate {
+  events: {
+    record(input: RecordEventInput): Promise<RecordResult>;
+    batchIngest(input: BatchIngestInput): Promise<{ count: number }>;
+    list(input?: ListEventsInput): Promise<Page<Event>>;
+    getSummary(input?: SummaryInput): Promise<Summary>;
+    getBreakdown(input: BreakdownInput): Promise<{ data: BreakdownRow[] }>;
+    getTimeseries(input: TimeseriesInput): Promise<{ data: TimeseriesPoint[] }>;
+  };
+  meters: {
+    create(input: CreateMeterInput): Promise<Meter>;
+    retrieve(id: string): Promise<Meter>;
+    update(id: string, input: UpdateMeterInput): Promise<Meter>;
+    delete(id: string): Promise<{ id: string; deleted: true }>;
+    list(input?: ListInput): Promise<Page<Meter>>;
+    query(id: string, input?: MeterQueryInput): Promise<{ meterId: string; aggregation: Meter['aggregation']; value: number; count: number }>;
+  };
+  limits: {
+    create(input: CreateLimitInput): Promise<Limit>;
+    retrieve(id: string): Promise<Limit>;
+    update(id: string, input: UpdateLimitInput): Promise<Limit>;
+    delete(id: string): Promise<{ id: string; deleted: true }>;
+    list(input?: ListInput): Promise<Page<Limit>>;
+    /** May this customer do this now? Never changes state. */
+    check(input: CheckInput): Promise<CheckResult>;
+  };
+  customers: {
+    create(input: CreateCustomerInput): Promise<Customer>;
+    retrieve(id: string): Promise<Customer>;
+    update(id: string, input: UpdateCustomerInput): Promise<Customer>;
+    delete(id: string): Promise<{ id: string; deleted: true }>;
+    list(input?: ListInput): Promise<Page<Customer>>;
+  };
+  /** Decides every applicable limit at once and, if allowed, holds the estimate. */
+  reserve(input: ReserveInput): Promise<Reservation>;
+  /** Resolves once stores are initialised and declared definitions are in place. */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const DEFAULT_TTL_MS = 10 * 60_000;
+const MAX_BUCKETS = 10_000;
+const CUSTOMER_CACHE_MAX = 100_000;
+
+interface Definitions {
+  meters: Map<string, Meter>;
+  limits: Limit[];
+  thresholds: Map<string, number[]>;
+  loadedAt: number;
+}
+
+interface CachedWindow extends Window {
+  startIso: string;
+  endIso: string | null;
+  reset: number | null;
+}
+
+interface Applied {
+  limit: Limit;
+  meter: Meter;
+  window: CachedWindow;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function storeFailure(error: unknown, what: string): TollgateError {
+  if (TollgateError.isInstance(error)) return error;
+  return new TollgateError('store_unavailable', `The store failed while ${what}: ${(error as Error)?.message ?? error}. Check that the database is reachable; nothing was changed if the call did not return.`, { cause: error });
+}
+
+function toEvent(e: StoredEvent): Event {
+  const out: Event = {
+    id: e.id,
+    customerId: e.customerId,
+    eventType: e.eventType,
+    values: e.values,
+    dimensions: e.dimensions,
+    timestamp: iso(e.timestamp),
+  };
+  if (e.properties !== undefined) out.properties = e.properties;
+  if (e.idempotencyKey !== undefined) out.idempotencyKey = e.idempotencyKey;
+  return out;
+}
+
+function encodeCursor(e: StoredEvent): string {
+  return Buffer.from(JSON.stringify([e.timestamp, e.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { timestamp: number; id: string } {
+  try {
+    const [timestamp, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (typeof timestamp === 'number' && typeof id === 'string') return { timestamp, id };
+  } catch {
+    // fall through
+  }
+  throw new TollgateError('invalid_request', 'Invalid cursor: pass the nextCursor of a previous page unchanged.', {
+    issues: [{ path: 'cursor', message: 'not a cursor returned by events.list' }],
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number | undefined): Promise<T> {
+  if (ms === undefined) return promise;
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TollgateError('store_timeout', `The counters store did not answer within ${ms} ms. Check its health or raise storeTimeoutMs.`)),
+      ms,
+    );
+  });
+  promise.catch(() => {});
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Creates a Tollgate engine. Every method validates its input first and rejects bad input with
+ * a `TollgateError` of code `invalid_request` before anything changes.
+ *
+ * @example
+ * const tollgate = createTollgate({
+ *   meters: [{ id: 'tokens', name: 'Tokens', aggregation: 'sum', field: 'values.tokens' }],
+ *   limits: [{ id: 'daily-tokens', name: 'Daily tokens', meterId: 'tokens', limitValue: 100_000, period: 'day' }],
+ * });
+ */
+export function createTollgate(options: TollgateOptions = {}): Tollgate {
+  return new Engine(options).api;
+}
+
+class Engine {
+  private readonly ledger: LedgerStore;
+  private readonly counters: CounterStore;
+  private readonly combined: boolean;
+  private readonly timezone: string;
+  private readonly clock: () => number;
+  private readonly policy: 'open' | 'closed';
+  private readonly timeoutMs: number | undefined;
+  private readonly cacheTtlMs: number;
+  private readonly holdTtlMs: number;
+  private readonly declaredMeters: CreateMeterInput[];
+  private readonly declaredLimits: CreateLimitInput[];
+  private defs: Definitions | null = null;
+  private readonly customers = new Map<string, { context: WindowContext; at: number }>();
+  private readonly windows = new Map<string, CachedWindow>();
+  private initialized = false;
+  private readonly initializing: Promise<void>;
+
+  constructor(private readonly options: TollgateOptions) {
+    const store = options.store ?? memoryStore();
+    this.ledger = store;
+    const counters = options.counters ?? (store as CounterStore);
+    if (!store.capabilities?.ledger) {
+      throw new TollgateError('invalid_request', 'options.store must be a ledger store such as memoryStore(), sqliteStore() or postgresStore().', {
+        issues: [{ path: 'store', message: 'not a ledger store' }],
+      });
+    }
+    if (!counters.capabilities?.counters || typeof counters.apply !== 'function') {
+      throw new TollgateError('invalid_request', 'No counters store: pass a store that keeps counters, or options.counters such as redisCounters().', {
+        issues: [{ path: 'counters', message: 'not a counters store' }],
+      });
+    }
+    for (const [path, s] of [['store', store], ['counters', counters]] as const) {
+      if (s.capabilities.contract !== STORE_CONTRACT_VERSION) {
+        throw new TollgateError('invalid_request', `options.${path} implements store contract ${s.capabilities.contract}; this @tollgate/core needs ${STORE_CONTRACT_VERSION}. Upgrade the store package.`, {
+          issues: [{ path, message: 'store contract version mismatch' }],
+        });
+      }
+    }
+    this.counters = counters;
+    this.combined = (counters as unknown) === (store as unknown);
+    this.timezone = options.timezone === undefined ? 'UTC' : parse(timezoneSchema, options.timezone, 'options.timezone');
+    const now = options.now;
+    this.clock = now ? () => { const v = now(); return typeof v === 'number' ? v : v.getTime(); } : Date.now;
+    if (options.onStoreError !== undefined && options.onStoreError !== 'open' && options.onStoreError !== 'closed') {
+      throw new TollgateError('invalid_request', "options.onStoreError must be 'open' or 'closed'.", { issues: [{ path: 'onStoreError', message: "expected 'open' or 'closed'" }] });
+    }
+    this.policy = options.onStoreError ?? 'open';
+    this.timeoutMs = options.storeTimeoutMs ?? (counters.capabilities.shared ? 1000 : undefined);
+    this.cacheTtlMs = store.capabilities.shared ? options.cacheTtlMs ?? 1000 : Infinity;
+    this.holdTtlMs = options.defaultTtlMs ?? DEFAULT_TTL_MS;
+    this.declaredMeters = (options.meters ?? []).map((m, i) => parse(createMeterSchema, m, `options.meters[${i}]`));
+    this.declaredLimits = (options.limits ?? []).map((l, i) => parse(createLimitSchema, l, `options.limits[${i}]`));
+    this.initializing = this.init();
+    this.initializing.catch(() => {});
+  }
+
+  // ── start-up and caches ──────────────────────────────────────────────────
+
+  private async init(): Promise<void> {
+    await this.ledger.init?.();
+    if (!this.combined) await this.counters.init?.();
+    const at = iso(this.clock());
+    for (const input of this.declaredMeters) {
+      const meter: Meter = { ...input, createdAt: at, updatedAt: at };
+      const { created, meter: existing } = await this.ledger.createMeter(meter);
+      if (!created && !sameDefinition(existing, meter)) await this.ledger.updateMeter({ ...meter, createdAt: existing.createdAt });
+    }
+    for (const input of this.declaredLimits) {
+      const limit: Limit = { ...input, mode: input.mode ?? 'hard', createdAt: at, updatedAt: at };
+      if (!(await this.ledger.getMeter(limit.meterId))) throw notFound('meter', limit.meterId);
+      const { created, limit: existing } = await this.ledger.createLimit(limit);
+      if (!created && !sameDefinition(existing, limit)) await this.ledger.updateLimit({ ...limit, createdAt: existing.createdAt });
+    }
+    this.initialized = true;
+  }
+
+  private async loadDefinitions(): Promise<Definitions> {
+    const meters = new Map<string, Meter>();
+    for (const m of await this.listAll((p) => this.ledger.listMeters(p))) meters.set(m.id, m);
+    const limits = await this.listAll((p) => this.ledger.listLimits(p));
+    const thresholds = new Map<string, number[]>();
+    for (const l of limits) thresholds.set(l.id, [...new Set([...(l.alertThresholds ?? []), 100])].sort((a, b) => a - b));
+    this.defs = { meters, limits, thresholds, loadedAt: this.clock() };
+    return this.defs;
+  }
+
+  private async listAll<T extends { id: string }>(list: (page: { limit: number; cursor?: string }) => Promise<{ data: T[]; nextCursor: string | null }>): Promise<T[]> {
+    const out: T[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await list({ limit: 1000, cursor });
+      out.push(...page.data);
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+    return out;
+  }
+
+  private definitions(): Definitions | Promise<Definitions> {
+    const d = this.defs;
+    if (d && this.clock() - d.loadedAt < this.cacheTtlMs) return d;
+    return this.loadDefinitions().catch((e) => { throw storeFailure(e, 'loading meters and limits'); });
+  }
+
+  /** The window context of a customer; with `create`, an unknown customer is created first. */
+  private customerContext(customerId: string, create: boolean, at: number): WindowContext | Promise<WindowContext> {
+    const cached = this.customers.get(customerId);
+    if (cached && at - cached.at < this.cacheTtlMs) return cached.context;
+    return this.loadCustomer(customerId, create, at);
+  }
+
+  private async loadCustomer(customerId: string, create: boolean, at: number): Promise<WindowContext> {
+    let customer = await this.ledger.getCustomer(customerId);
+    if (!customer && create) {
+      const stamp = iso(at);
+      customer = (await this.ledger.createCustomer({ id: customerId, billingCycleStart: stamp, metadata: {}, createdAt: stamp, updatedAt: stamp })).customer;
+    }
+    const context: WindowContext = customer
+      ? { timezone: customer.timezone ?? this.timezone, billingCycleStart: Date.parse(customer.billingCycleStart) }
+      : { timezone: this.timezone, billingCycleStart: at };
+    if (customer) {
+      if (this.customers.size >= CUSTOMER_CACHE_MAX) this.customers.clear();
+      this.customers.set(customerId, { context, at });
+    }
+    return context;
+  }
+
+  private windowOf(limit: Limit, at: number, context: WindowContext): CachedWindow {
+    const key = `${limit.period}|${context.timezone}|${context.billingCycleStart}`;
+    const cached = this.windows.get(key);
+    if (cached && at >= cached.start && (cached.end === null || at < cached.end)) return cached;
+    const w = windowFor(limit.period, at, context);
+    const entry: CachedWindow = { ...w, startIso: iso(w.start), endIso: w.end === null ? null : iso(w.end), reset: w.end === null ? null : Math.ceil(w.end / 1000) };
+    // Only the current window is worth caching; backdated events compute theirs.
+    if (!cached || w.start > cached.start) {
+      if (this.windows.size > 10_000) this.windows.clear();
+      this.windows.set(key, entry);
+    }
+    return entry;
+  }
+
+  private async ensureReady(): Promise<void> {
+    if (!this.initialized) await this.initializing;
+  }
+
+  // ── slots and decisions ──────────────────────────────────────────────────
+
+  private slotsFor(defs: Definitions, applied: Applied[], customerId: string, contribution: (meter: Meter) => number | string | null): CounterSlot[] {
+    return applied.map(({ limit, meter, window }) => ({
+      key: `${limit.id}@${limit.updatedAt}/${meter.updatedAt}|${customerId}|${window.start}`,
+      limitId: limit.id,
+      customerId,
+      windowStart: window.start,
+      windowEnd: window.end,
+      aggregation: meter.aggregation,
+      limitValue: limit.limitValue,
+      mode: limit.mode,
+      contribution: contribution(meter),
+      thresholds: defs.thresholds.get(limit.id)!,
+      source: {
+        aggregation: meter.aggregation,
+        field: meter.field,
+        eventFilter: meter.eventFilter,
+        dimensionFilters: limit.dimensionFilters,
+        customerId,
+        startDate: window.start,
+        endDate: window.end,
+      },
+    }));
+  }
+
+  private applicable(defs: Definitions, target: Target, strict: boolean, at: number, context: WindowContext): Applied[] {
+    return applicableLimits(defs.limits, defs.meters, target, strict).map(({ limit, meter }) => ({ limit, meter, window: this.windowOf(limit, at, context) }));
+  }
+
+  private needsCustomer(defs: Definitions, customerId: string): boolean {
+    for (const l of defs.limits) {
+      if ((l.customerId === undefined || l.customerId === customerId) && (l.period === 'day' || l.period === 'week' || l.period === 'month' || l.period === 'annual')) return true;
+    }
+    return false;
+  }
+
+  /** Runs a counters operation, seeding slots a counters-only store has never seen. */
+  private async applyCounters(op: CounterOperation): Promise<CounterResult> {
+    let result = await this.counters.apply(op);
+    if (result.missing?.length && op.type !== 'release' && op.type !== 'seed') {
+      const slots = op.type === 'record' ? op.items.flatMap((i) => i.slots) : op.slots;
+      const seeds = await Promise.all(
+        result.missing.map(async (i) => ({ slot: slots[i], state: await this.ledger.meterState(slots[i].source) })),
+      );
+      await this.counters.apply({ type: 'seed', now: op.now, seeds });
+      result = await this.counters.apply(op);
+    }
+    return result;
+  }
+
+  private async decide(op: CounterOperation): Promise<CounterResult & { reason: DecisionReason }> {
+    try {
+      const result = await withTimeout(this.applyCounters(op), this.timeoutMs);
+      return Object.assign(result, { reason: 'limits' as const });
+    } catch (error) {
+      if (TollgateError.isInstance(error) && error.code !== 'store_timeout' && error.code !== 'store_unavailable') throw error;
+      const open = this.policy === 'open';
+      return { allowed: open, slots: [], reason: open ? 'store_error_open' : 'store_error_closed' };
+    }
+  }
+
+  private statuses(applied: Applied[], slots: CounterSlot[], result: CounterResult): LimitStatus[] {
+    if (result.slots.length === 0) return [];
+    return applied.map(({ limit, window }, i) => {
+      const { used, allowed } = result.slots[i];
+      return {
+        limitId: limit.id,
+        limitName: limit.name,
+        meterId: limit.meterId,
+        customerId: slots[i].customerId,
+        mode: limit.mode,
+        period: limit.period,
+        limit: limit.limitValue,
+        used,
+        remaining: Math.max(0, limit.limitValue - used),
+        exceeded: used >= limit.limitValue,
+        allowed,
+        reset: window.reset,
+        windowStart: window.startIso,
+        windowEnd: window.endIso,
+      };
+    });
+  }
+
+  private retryAfter(statuses: LimitStatus[], at: number): number | null {
+    let earliest: number | null = null;
+    for (const s of statuses) {
+      if (s.allowed) continue;
+      if (s.reset === null) return null;
+      if (earliest === null || s.reset > earliest) earliest = s.reset;
+    }
+    return earliest === null ? null : Math.max(1, earliest - Math.floor(at / 1000));
+  }
+
+  private contributionFromEstimate(estimate: Values | undefined, dimensions: Dimensions | undefined) {
+    return (meter: Meter): number | string | null => {
+      if (estimate === undefined) return null;
+      if (meter.aggregation === 'count') return 1;
+      const v = fieldOf(meter.field, estimate, dimensions ?? {});
+      return v === undefined ? null : v;
+    };
+  }
+
+  // ── recording ────────────────────────────────────────────────────────────
+
+  private async itemFor(event: StoredEvent, holdId?: string): Promise<RecordItem> {
+    const context = await this.customerContext(event.customerId, true, event.timestamp);
+    const defs = await this.definitions();
+    const applied = this.applicable(defs, event, true, event.timestamp, context);
+    const slots = this.slotsFor(defs, applied, event.customerId, (meter) => {
+      if (meter.aggregation === 'count') return 1;
+      const v = fieldOf(meter.field, event.values, event.dimensions);
+      return v === undefined ? null : v;
+    });
+    return holdId === undefined ? { event, slots } : { event, slots, holdId };
+  }
+
+  private async recordItems(items: RecordItem[]): Promise<Array<{ id: string; recorded: boolean }>> {
+    const now = this.clock();
+    let result: CounterResult;
+    if (this.combined) {
+      try {
+        result = await this.counters.apply({ type: 'record', now, persist: true, items });
+      } catch (e) {
+        throw storeFailure(e, 'recording');
+      }
+    } else {
+      let records: Array<{ id: string; recorded: boolean }>;
+      try {
+        records = await this.ledger.insertEvents(items.map((i) => i.event));
+      } catch (e) {
+        throw storeFailure(e, 'recording');
+      }
+      const fresh = items.filter((_, i) => records[i].recorded);
+      const held = items.filter((item, i) => !records[i].recorded && item.holdId !== undefined);
+      try {
+        result = fresh.length ? await withTimeout(this.applyCounters({ type: 'record', now, persist: false, items: fresh }), this.timeoutMs) : { allowed: true, slots: [] };
+        for (const item of held) await this.counters.apply({ type: 'release', now, holdId: item.holdId! });
+      } catch {
+        // The ledger has the events; the counters catch up when their slot is rebuilt.
+        result = { allowed: true, slots: [] };
+      }
+      result.records = records;
+      this.emitAlerts(fresh, result, now);
+      return records;
+    }
+    this.emitAlerts(items, result, now);
+    return result.records!;
+  }
+
+  private emitAlerts(items: RecordItem[], result: CounterResult, now: number): void {
+    const onAlert = this.options.onAlert;
+    if (!onAlert || !result.alerts?.length) return;
+    const slots = items.flatMap((i) => i.slots);
+    const defs = this.defs;
+    for (const { slot: index, threshold, used } of result.alerts) {
+      const slot = slots[index];
+      const limit = defs?.limits.find((l) => l.id === slot.limitId);
+      if (!limit) continue;
+      const alert: AlertEvent = {
+        type: threshold >= 100 ? 'limit.exceeded' : 'limit.threshold_reached',
+        customerId: slot.customerId,
+        limitId: limit.id,
+        limitName: limit.name,
+        threshold,
+        limit: limit.limitValue,
+        used,
+        percentage: Math.round((used / limit.limitValue) * 10000) / 100,
+        remaining: Math.max(0, limit.limitValue - used),
+        period: limit.period,
+        windowStart: iso(slot.windowStart),
+        windowEnd: slot.windowEnd === null ? null : iso(slot.windowEnd),
+        timestamp: iso(now),
+      };
+      try {
+        const r = onAlert(alert);
+        if (r && typeof (r as Promise<void>).catch === 'function') (r as Promise<void>).catch(() => {});
+      } catch {
+        // An alert handler must never fail the record that triggered it.
+      }
+    }
+  }
+
+  private toStored(input: ReturnType<typeof recordEventSchema.parse>, at: number): StoredEvent {
+    const timestamp = input.timestamp ?? at;
+    const event: StoredEvent = {
+      id: newId('evt', timestamp),
+      customerId: input.customerId,
+      eventType: input.eventType,
+      values: input.values ?? {},
+      dimensions: input.dimensions ?? {},
+      timestamp,
+    };
+    if (input.properties !== undefined) event.properties = input.properties;
+    if (input.idempotencyKey !== undefined) event.idempotencyKey = input.idempotencyKey;
+    return event;
+  }
+
+  // ── the public API ───────────────────────────────────────────────────────
+
+  readonly api: Tollgate = {
+    events: {
+      record: async (input) => {
+        const parsed = parse(recordEventSchema, input, 'event');
+        await this.ensureReady();
+        const item = await this.itemFor(this.toStored(parsed, this.clock()));
+        const [result] = await this.recordItems([item]);
+        return result;
+      },
+      batchIngest: async (input) => {
+        const parsed = parse(batchIngestSchema, input, 'batch');
+        await this.ensureReady();
+        const at = this.clock();
+        const items: RecordItem[] = [];
+        for (const e of parsed.events) items.push(await this.itemFor(this.toStored(e, at)));
+        const records = await this.recordItems(items);
+        return { count: records.filter((r) => r.recorded).length };
+      },
+      list: async (input = {}) => {
+        const parsed = parse(listEventsSchema, input, 'events.list input');
+        await this.ensureReady();
+        const limit = parsed.limit ?? 100;
+        const cursor = parsed.cursor === undefined ? undefined : decodeCursor(parsed.cursor);
+        const rows = await this.ledgerCall('listing events', () => this.ledger.listEvents(queryOf(parsed), limit + 1, cursor));
+        const hasMore = rows.length > limit;
+        const page = hasMore ? rows.slice(0, limit) : rows;
+        return { data: page.map(toEvent), hasMore, nextCursor: hasMore ? encodeCursor(page[page.length - 1]) : null };
+      },
+      getSummary: async (input = {}) => {
+        const parsed = parse(summarySchema, input, 'events.getSummary input');
+        await this.ensureReady();
+        return this.ledgerCall('summarising events', () => this.ledger.summarize(queryOf(parsed)));
+      },
+      getBreakdown: async (input) => {
+        const parsed = parse(breakdownSchema, input, 'events.getBreakdown input');
+        await this.ensureReady();
+        const rows = await this.ledgerCall('breaking down events', () => this.ledger.breakdown(queryOf(parsed), parsed.groupBy));
+        rows.sort((a, b) => b.totalEvents - a.totalEvents || String(a.dimension).localeCompare(String(b.dimension)));
+        return { data: rows.map((r) => ({ dimension: r.dimension, totalEvents: r.totalEvents, values: r.values })) };
+      },
+      getTimeseries: async (input) => {
+        const parsed = parse(timeseriesSchema, input, 'events.getTimeseries input');
+        if (parsed.endDate <= parsed.startDate) {
+          throw new TollgateError('invalid_request', 'Invalid events.getTimeseries input: endDate must be after startDate.', { issues: [{ path: 'endDate', message: 'must be after startDate' }] });
+        }
+        await this.ensureReady();
+        const timezone = parsed.timezone ?? this.timezone;
+        const context: WindowContext = { timezone, billingCycleStart: startOfLocalDay(timezone, 2000, 1, 1) };
+        const boundaries = [windowFor(parsed.interval, parsed.startDate, context).start];
+        while (boundaries[boundaries.length - 1] < parsed.endDate) {
+          if (boundaries.length > MAX_BUCKETS) {
+            throw new TollgateError('invalid_request', `Invalid events.getTimeseries input: more than ${MAX_BUCKETS} buckets. Use a larger interval or a shorter range.`, { issues: [{ path: 'interval', message: 'too many buckets' }] });
+          }
+          boundaries.push(windowFor(parsed.interval, boundaries[boundaries.length - 1], context).end!);
+        }
+        const totals = await this.ledgerCall('building a timeseries', () => this.ledger.timeseries(queryOf({ ...parsed, startDate: undefined, endDate: undefined }), boundaries));
+        return { data: totals.map((t, i) => ({ start: iso(boundaries[i]), end: iso(boundaries[i + 1]), totalEvents: t.totalEvents, values: t.values })) };
+      },
+    },
+
+    meters: {
+      create: async (input) => {
+        const parsed = parse(createMeterSchema, input, 'meter');
+        await this.ensureReady();
+        const at = iso(this.clock());
+        const meter: Meter = { ...parsed, createdAt: at, updatedAt: at };
+        const { created } = await this.ledgerCall('creating a meter', () => this.ledger.createMeter(meter));
+        if (!created) throw alreadyExists('meter', meter.id);
+        this.defs = null;
+        return meter;
+      },
+      retrieve: async (id) => this.getMeter(parse(idSchema, id, 'meter id')),
+      update: async (id, input) => {
+        parse(idSchema, id, 'meter id');
+        const patch = parse(updateMeterSchema, input, 'meter update');
+        const meter = await this.getMeter(id);
+        const next = withPatch(meter, patch, iso(this.clock()));
+        if (!(await this.ledgerCall('updating a meter', () => this.ledger.updateMeter(next)))) throw notFound('meter', id);
+        this.defs = null;
+        return next;
+      },
+      delete: async (id) => {
+        parse(idSchema, id, 'meter id');
+        await this.ensureReady();
+        const users = (await this.loadDefinitions()).limits.filter((l) => l.meterId === id).map((l) => l.id);
+        if (users.length) {
+          throw new TollgateError('invalid_request', `Meter "${id}" is used by limits ${users.join(', ')}. Delete those limits first.`, { issues: [{ path: 'id', message: 'meter in use' }] });
+        }
+        if (!(await this.ledgerCall('deleting a meter', () => this.ledger.deleteMeter(id)))) throw notFound('meter', id);
+        this.defs = null;
+        return { id, deleted: true as const };
+      },
+      list: async (input = {}) => {
+        const parsed = parse(listSchema, input, 'list input');
+        await this.ensureReady();
+        return pageResult(await this.ledgerCall('listing meters', () => this.ledger.listMeters({ limit: parsed.limit ?? 100, cursor: parsed.cursor })));
+      },
+      query: async (id, input = {}) => {
+        parse(idSchema, id, 'meter id');
+        const parsed = parse(meterQuerySchema, input, 'meters.query input');
+        const meter = await this.getMeter(id);
+        const eventFilter = { ...meter.eventFilter, dimensions: { ...meter.eventFilter?.dimensions, ...parsed.dimensions } };
+        const state = await this.ledgerCall('querying a meter', () =>
+          this.ledger.meterState({ aggregation: meter.aggregation, field: meter.field, eventFilter, customerId: parsed.customerId, startDate: parsed.startDate, endDate: parsed.endDate }),
+        );
+        return { meterId: id, aggregation: meter.aggregation, value: valueOf(meter.aggregation, state), count: state.count };
+      },
+    },
+
+    limits: {
+      create: async (input) => {
+        const parsed = parse(createLimitSchema, input, 'limit');
+        await this.ensureReady();
+        await this.getMeter(parsed.meterId);
+        const at = iso(this.clock());
+        const limit: Limit = { ...parsed, mode: parsed.mode ?? 'hard', createdAt: at, updatedAt: at };
+        const { created } = await this.ledgerCall('creating a limit', () => this.ledger.createLimit(limit));
+        if (!created) throw alreadyExists('limit', limit.id);
+        this.defs = null;
+        return limit;
+      },
+      retrieve: async (id) => this.getLimit(parse(idSchema, id, 'limit id')),
+      update: async (id, input) => {
+        parse(idSchema, id, 'limit id');
+        const patch = parse(updateLimitSchema, input, 'limit update');
+        const limit = await this.getLimit(id);
+        const next = withPatch(limit, patch, iso(this.clock()));
+        if (!(await this.ledgerCall('updating a limit', () => this.ledger.updateLimit(next)))) throw notFound('limit', id);
+        this.defs = null;
+        return next;
+      },
+      delete: async (id) => {
+        parse(idSchema, id, 'limit id');
+        await this.ensureReady();
+        if (!(await this.ledgerCall('deleting a limit', () => this.ledger.deleteLimit(id)))) throw notFound('limit', id);
+        this.defs = null;
+        return { id, deleted: true as const };
+      },
+      list: async (input = {}) => {
+        const parsed = parse(listSchema, input, 'list input');
+        await this.ensureReady();
+        return pageResult(await this.ledgerCall('listing limits', () => this.ledger.listLimits({ limit: parsed.limit ?? 100, cursor: parsed.cursor })));
+      },
+      check: async (input) => {
+        const parsed = parse(checkSchema, input, 'check');
+        if (!this.initialized) await this.initializing;
+        const at = this.clock();
+        const defs = this.definitions();
+        const d = defs instanceof Promise ? await defs : defs;
+        const ctxOrPromise = this.needsCustomer(d, parsed.customerId) ? this.customerContext(parsed.customerId, false, at) : this.defaultContext(at);
+        const context = ctxOrPromise instanceof Promise ? await ctxOrPromise : ctxOrPromise;
+        const applied = this.applicable(d, parsed, false, at, context);
+        if (applied.length === 0) return { allowed: true, limits: [], reason: 'limits' };
+        const slots = this.slotsFor(d, applied, parsed.customerId, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
+        const result = await this.decide({ type: 'check', now: at, slots });
+        return { allowed: result.allowed, limits: this.statuses(applied, slots, result), reason: result.reason };
+      },
+    },
+
+    customers: {
+      create: async (input) => {
+        const parsed = parse(createCustomerSchema, input, 'customer');
+        await this.ensureReady();
+        const at = iso(this.clock());
+        const customer = compact<Customer>({
+          id: parsed.id,
+          name: parsed.name,
+          email: parsed.email,
+          timezone: parsed.timezone,
+          billingCycleStart: parsed.billingCycleStart === undefined ? at : iso(parsed.billingCycleStart),
+          metadata: parsed.metadata ?? {},
+          createdAt: at,
+          updatedAt: at,
+        });
+        const { created } = await this.ledgerCall('creating a customer', () => this.ledger.createCustomer(customer));
+        if (!created) throw alreadyExists('customer', customer.id);
+        this.customers.delete(customer.id);
+        return customer;
+      },
+      retrieve: async (id) => this.getCustomer(parse(idSchema, id, 'customer id')),
+      update: async (id, input) => {
+        parse(idSchema, id, 'customer id');
+        const patch = parse(updateCustomerSchema, input, 'customer update');
+        const customer = await this.getCustomer(id);
+        const next = withPatch(customer, { ...patch, billingCycleStart: patch.billingCycleStart === undefined ? undefined : iso(patch.billingCycleStart) }, iso(this.clock()));
+        if (!(await this.ledgerCall('updating a customer', () => this.ledger.updateCustomer(next)))) throw notFound('customer', id);
+        this.customers.delete(id);
+        return next;
+      },
+      delete: async (id) => {
+        parse(idSchema, id, 'customer id');
+        await this.ensureReady();
+        if (!(await this.ledgerCall('deleting a customer', () => this.ledger.deleteCustomer(id)))) throw notFound('customer', id);
+        this.customers.delete(id);
+        return { id, deleted: true as const };
+      },
+      list: async (input = {}) => {
+        const parsed = parse(listSchema, input, 'list input');
+        await this.ensureReady();
+        return pageResult(await this.ledgerCall('listing customers', () => this.ledger.listCustomers({ limit: parsed.limit ?? 100, cursor: parsed.cursor })));
+      },
+    },
+
+    reserve: async (input) => {
+      const parsed = parse(reserveSchema, input, 'reservation');
+      await this.ensureReady();
+      const at = this.clock();
+      const context = await this.customerContext(parsed.customerId, true, at);
+      const defs = await this.definitions();
+      const applied = this.applicable(defs, parsed, false, at, context);
+      const id = newId('rsv', at);
+      const expiresAt = at + (parsed.ttlMs ?? this.holdTtlMs);
+      const slots = this.slotsFor(defs, applied, parsed.customerId, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
+      const result = applied.length === 0
+        ? { allowed: true, slots: [], reason: 'limits' as const }
+        : await this.decide({ type: 'reserve', now: at, holdId: id, expiresAt, slots });
+      const limits = this.statuses(applied, slots, result);
+      const retryAfter = result.allowed ? null : this.retryAfter(limits, at);
+      let settled = false;
+      return {
+        id,
+        allowed: result.allowed,
+        reason: result.reason,
+        limits,
+        expiresAt: iso(expiresAt),
+        retryAfter,
+        commit: async (commitInput = {}) => {
+          const c = parse(commitSchema, commitInput, 'commit');
+          if (!result.allowed) {
+            throw new TollgateError('limit_exceeded', `Reservation ${id} was denied; there is nothing to commit. Check reservation.allowed before doing the work.`, { limits, retryAfter });
+          }
+          const event: StoredEvent = {
+            id: newId('evt', c.timestamp ?? this.clock()),
+            customerId: parsed.customerId,
+            eventType: parsed.eventType,
+            values: c.values ?? parsed.estimate,
+            dimensions: { ...parsed.dimensions, ...c.dimensions },
+            timestamp: c.timestamp ?? this.clock(),
+            idempotencyKey: id,
+          };
+          if (c.properties !== undefined) event.properties = c.properties;
+          settled = true;
+          const [record] = await this.recordItems([await this.itemFor(event, id)]);
+          return record;
+        },
+        release: async () => {
+          if (settled || applied.length === 0 || !result.allowed) return;
+          settled = true;
+          await this.counters.apply({ type: 'release', now: this.clock(), holdId: id }).catch((e) => { throw storeFailure(e, 'releasing a reservation'); });
+        },
+      };
+    },
+
+    ready: () => this.initializing,
+
+    close: async () => {
+      await this.initializing.catch(() => {});
+      await this.ledger.close?.();
+      if (!this.combined) await this.counters.close?.();
+    },
+  };
+
+  private defaultContext(at: number): WindowContext {
+    return { timezone: this.timezone, billingCycleStart: at };
+  }
+
+  private async ledgerCall<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      throw storeFailure(e, what);
+    }
+  }
+
+  private async getMeter(id: string): Promise<Meter> {
+    await this.ensureReady();
+    const meter = await this.ledgerCall('reading a meter', () => this.ledger.getMeter(id));
+    if (!meter) throw notFound('meter', id);
+    return meter;
+  }
+
+  private async getLimit(id: string): Promise<Limit> {
+    await this.ensureReady();
+    const limit = await this.ledgerCall('reading a limit', () => this.ledger.getLimit(id));
+    if (!limit) throw notFound('limit', id);
+    return limit;
+  }
+
+  private async getCustomer(id: string): Promise<Customer> {
+    await this.ensureReady();
+    const customer = await this.ledgerCall('reading a customer', () => this.ledger.getCustomer(id));
+    if (!customer) throw notFound('customer', id);
+    return customer;
+  }
+}
+
+function queryOf(q: { customerId?: string; eventType?: string; dimensions?: Dimensions; startDate?: number; endDate?: number }): EventQuery {
+  return compact<EventQuery>({ customerId: q.customerId, eventType: q.eventType, dimensions: q.dimensions, startDate: q.startDate, endDate: q.endDate });
+}
+
+function pageResult<T>(page: { data: T[]; nextCursor: string | null }): Page<T> {
+  return { data: page.data, hasMore: page.nextCursor !== null, nextCursor: page.nextCursor };
+}
+
+/** Drops undefined properties so stored and returned objects stay plain JSON. */
+function compact<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as Array<keyof T>) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+/** Applies an update: undefined leaves a field, null removes it. */
+function withPatch<T extends { updatedAt: string }>(current: T, patch: Record<string, unknown>, at: string): T {
+  const next: Record<string, unknown> = { ...current };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === undefined) continue;
+    if (v === null) delete next[k];
+    else next[k] = v;
+  }
+  next.updatedAt = at;
+  return next as T;
+}
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+function sameDefinition(a: object, b: object): boolean {
+  const strip = ({ createdAt: _c, updatedAt: _u, ...rest }: Record<string, unknown>) => canonical(rest);
+  return strip(a as Record<string, unknown>) === strip(b as Record<string, unknown>);
+}
