@@ -186,6 +186,8 @@ interface Definitions {
   meters: Map<string, Meter>;
   limits: Limit[];
   thresholds: Map<string, number[]>;
+  /** Changes whenever what a limit's counters count changes, so its slots are rebuilt. */
+  revisions: Map<string, string>;
   loadedAt: number;
 }
 
@@ -314,7 +316,7 @@ class Engine {
     }
     this.policy = options.onStoreError ?? 'open';
     this.timeoutMs = options.storeTimeoutMs ?? (counters.capabilities.shared ? 1000 : undefined);
-    this.cacheTtlMs = store.capabilities.shared ? options.cacheTtlMs ?? 1000 : Infinity;
+    this.cacheTtlMs = options.cacheTtlMs ?? (store.capabilities.shared ? 1000 : Infinity);
     this.holdTtlMs = options.defaultTtlMs ?? DEFAULT_TTL_MS;
     this.declaredMeters = (options.meters ?? []).map((m, i) => parse(createMeterSchema, m, `options.meters[${i}]`));
     this.declaredLimits = (options.limits ?? []).map((l, i) => parse(createLimitSchema, l, `options.limits[${i}]`));
@@ -347,8 +349,13 @@ class Engine {
     for (const m of await this.listAll((p) => this.ledger.listMeters(p))) meters.set(m.id, m);
     const limits = await this.listAll((p) => this.ledger.listLimits(p));
     const thresholds = new Map<string, number[]>();
-    for (const l of limits) thresholds.set(l.id, [...new Set([...(l.alertThresholds ?? []), 100])].sort((a, b) => a - b));
-    this.defs = { meters, limits, thresholds, loadedAt: this.clock() };
+    const revisions = new Map<string, string>();
+    for (const l of limits) {
+      thresholds.set(l.id, [...new Set([...(l.alertThresholds ?? []), 100])].sort((a, b) => a - b));
+      const m = meters.get(l.meterId);
+      revisions.set(l.id, fnv1a(canonical([l.period, l.dimensionFilters, m?.aggregation, m?.field, m?.eventFilter])));
+    }
+    this.defs = { meters, limits, thresholds, revisions, loadedAt: this.clock() };
     return this.defs;
   }
 
@@ -414,7 +421,7 @@ class Engine {
 
   private slotsFor(defs: Definitions, applied: Applied[], customerId: string, contribution: (meter: Meter) => number | string | null): CounterSlot[] {
     return applied.map(({ limit, meter, window }) => ({
-      key: `${limit.id}@${limit.updatedAt}/${meter.updatedAt}|${customerId}|${window.start}`,
+      key: `${limit.id}@${defs.revisions.get(limit.id)}|${customerId}|${window.start}`,
       limitId: limit.id,
       customerId,
       windowStart: window.start,
@@ -933,7 +940,18 @@ function withPatch<T extends { updatedAt: string }>(current: T, patch: Record<st
   return next as T;
 }
 
+/** A short stable hash (FNV-1a, 32 bits, base 36). */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(36);
+}
+
 function canonical(value: unknown): string {
+  if (value === undefined) return 'null';
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
   if (value && typeof value === 'object') {
     return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(',')}}`;
