@@ -14,12 +14,25 @@ const key = z
 
 export const idSchema = z.string().min(1, 'must not be empty').max(256, 'must be at most 256 characters');
 
-export const dimensionsSchema = z
-  .record(key, z.string().max(256, 'dimension values must be at most 256 characters'))
+/**
+ * A record whose keys are checked on the raw input: zod drops a `__proto__` key silently, and
+ * such a key must be rejected, not ignored.
+ */
+function keyedRecord<V extends z.ZodType>(value: V): z.ZodType<Record<string, z.output<V>>, Record<string, z.input<V>>> {
+  return z.preprocess((input, ctx) => {
+    if (input && typeof input === 'object' && !Array.isArray(input)) {
+      for (const k of Object.keys(input)) {
+        if (FORBIDDEN_KEYS.has(k)) ctx.addIssue({ code: 'custom', path: [k], message: 'keys __proto__, constructor and prototype are reserved' });
+      }
+    }
+    return input;
+  }, z.record(key, value)) as unknown as z.ZodType<Record<string, z.output<V>>, Record<string, z.input<V>>>;
+}
+
+export const dimensionsSchema = keyedRecord(z.string().max(256, 'dimension values must be at most 256 characters'))
   .refine((d) => Object.keys(d).length <= MAX_DIMENSIONS, `at most ${MAX_DIMENSIONS} dimensions`);
 
-export const valuesSchema = z
-  .record(key, z.number().refine(Number.isFinite, 'values must be finite numbers'))
+export const valuesSchema = keyedRecord(z.number().refine(Number.isFinite, 'values must be finite numbers'))
   .refine((v) => Object.keys(v).length <= 64, 'at most 64 values');
 
 export const eventTypeSchema = z
@@ -125,7 +138,7 @@ export const updateLimitSchema = z
   .partial()
   .strict();
 
-const metadataSchema = z.record(key, z.unknown());
+const metadataSchema = keyedRecord(z.unknown());
 
 export const createCustomerSchema = z
   .object({

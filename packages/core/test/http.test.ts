@@ -1,0 +1,280 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  createTollgate,
+  limitExceededResponse,
+  meterRequest,
+  memoryStore,
+  mostConstrained,
+  rankLimits,
+  rateLimitHeaders,
+  retryAfterSeconds,
+  TollgateError,
+  type LimitStatus,
+  type Store,
+  type Tollgate,
+} from '@tollgate/core';
+
+const NOW = Date.parse('2025-03-10T12:00:30.000Z');
+
+function status(overrides: Partial<LimitStatus> = {}): LimitStatus {
+  return {
+    limitId: 'per-minute',
+    limitName: 'Requests per minute',
+    meterId: 'requests',
+    customerId: 'acme',
+    mode: 'hard',
+    period: 'minute',
+    limit: 10,
+    used: 4,
+    remaining: 6,
+    exceeded: false,
+    allowed: true,
+    reset: Date.parse('2025-03-10T12:01:00.000Z') / 1000,
+    windowStart: '2025-03-10T12:00:00.000Z',
+    windowEnd: '2025-03-10T12:01:00.000Z',
+    ...overrides,
+  };
+}
+
+const daily = status({
+  limitId: 'daily-tokens',
+  limitName: 'Daily tokens',
+  meterId: 'tokens',
+  period: 'day',
+  limit: 1000,
+  used: 900,
+  remaining: 100,
+  reset: Date.parse('2025-03-11T00:00:00.000Z') / 1000,
+  windowStart: '2025-03-10T00:00:00.000Z',
+  windowEnd: '2025-03-11T00:00:00.000Z',
+});
+
+describe('choosing the limit to advertise', () => {
+  it('prefers denying limits, then the lowest remaining share', () => {
+    const minute = status();
+    expect(mostConstrained([minute, daily])).toBe(daily); // 10% left beats 60% left
+    const denied = status({ used: 10, remaining: 0, exceeded: true, allowed: false });
+    const almostDaily = { ...daily, remaining: 0, used: 1000, allowed: true };
+    expect(mostConstrained([almostDaily, denied])).toBe(denied);
+    expect(rankLimits([minute, daily, denied]).map((l) => l.limitId)).toEqual(['per-minute', 'daily-tokens', 'per-minute']);
+    expect(rankLimits([minute, daily, denied])[0]).toBe(denied);
+  });
+
+  it('leaves soft limits out: they never deny', () => {
+    const soft = status({ mode: 'soft', remaining: 0, used: 12, exceeded: true });
+    expect(mostConstrained([soft])).toBeUndefined();
+    expect(rateLimitHeaders([soft], { standardHeaders: 'draft-7', legacyHeaders: true, now: NOW })).toEqual({});
+  });
+});
+
+describe('rateLimitHeaders', () => {
+  it('draft-6: separate fields with delta-seconds reset and a policy', () => {
+    expect(rateLimitHeaders([status()], { standardHeaders: 'draft-6', legacyHeaders: false, now: NOW })).toEqual({
+      'RateLimit-Policy': '10;w=60',
+      'RateLimit-Limit': '10',
+      'RateLimit-Remaining': '6',
+      'RateLimit-Reset': '30',
+    });
+  });
+
+  it('draft-7: one combined RateLimit field', () => {
+    expect(rateLimitHeaders([status(), daily], { standardHeaders: 'draft-7', legacyHeaders: false, now: NOW })).toEqual({
+      'RateLimit-Policy': '1000;w=86400',
+      RateLimit: 'limit=1000, remaining=100, reset=43170',
+    });
+  });
+
+  it('draft-8: named policies for every hard limit, most constrained first', () => {
+    expect(rateLimitHeaders([status(), daily], { standardHeaders: 'draft-8', legacyHeaders: false, now: NOW })).toEqual({
+      'RateLimit-Policy': '"daily-tokens";q=1000;w=86400, "per-minute";q=10;w=60',
+      RateLimit: '"daily-tokens";r=100;t=43170, "per-minute";r=6;t=30',
+    });
+  });
+
+  it('draft-8 escapes policy names as structured-field strings', () => {
+    const odd = status({ limitId: 'say "hi"\\now' });
+    expect(rateLimitHeaders([odd], { standardHeaders: 'draft-8', legacyHeaders: false, now: NOW }).RateLimit).toBe('"say \\"hi\\"\\\\now";r=6;t=30');
+  });
+
+  it('legacy X-RateLimit-* with an absolute reset in Unix seconds', () => {
+    expect(rateLimitHeaders([status()], { standardHeaders: false, legacyHeaders: true, now: NOW })).toEqual({
+      'X-RateLimit-Limit': '10',
+      'X-RateLimit-Remaining': '6',
+      'X-RateLimit-Reset': String(Date.parse('2025-03-10T12:01:00.000Z') / 1000),
+    });
+  });
+
+  it('leaves window and reset out for all_time limits, which never reset', () => {
+    const forever = status({ period: 'all_time', reset: null, windowStart: '1970-01-01T00:00:00.000Z', windowEnd: null });
+    expect(rateLimitHeaders([forever], { standardHeaders: 'draft-6', legacyHeaders: true, now: NOW })).toEqual({
+      'RateLimit-Policy': '10',
+      'RateLimit-Limit': '10',
+      'RateLimit-Remaining': '6',
+      'X-RateLimit-Limit': '10',
+      'X-RateLimit-Remaining': '6',
+    });
+    expect(rateLimitHeaders([forever], { standardHeaders: 'draft-8', legacyHeaders: false, now: NOW })).toEqual({
+      'RateLimit-Policy': '"per-minute";q=10',
+      RateLimit: '"per-minute";r=6',
+    });
+  });
+
+  it('sends nothing without limits or with every header kind off', () => {
+    expect(rateLimitHeaders([], { standardHeaders: 'draft-6', legacyHeaders: true })).toEqual({});
+    expect(rateLimitHeaders([status()], { standardHeaders: false, legacyHeaders: false })).toEqual({});
+  });
+});
+
+describe('the 429 answer', () => {
+  it('carries Retry-After, the headers and { error: { code, message, limits } }', () => {
+    const denied = status({ used: 10, remaining: 0, exceeded: true, allowed: false });
+    const limits = [denied, daily];
+    const decision = { allowed: false, reason: 'limits' as const, limits, retryAfter: retryAfterSeconds(limits, NOW) };
+    expect(decision.retryAfter).toBe(30);
+    const answer = limitExceededResponse(decision, { standardHeaders: 'draft-7', legacyHeaders: false, now: NOW });
+    expect(answer.status).toBe(429);
+    expect(answer.headers).toEqual({ 'RateLimit-Policy': '10;w=60', RateLimit: 'limit=10, remaining=0, reset=30', 'Retry-After': '30' });
+    expect(answer.body.error.code).toBe('limit_exceeded');
+    expect(answer.body.error.limits).toEqual(limits);
+    expect(answer.body.error.message).toContain('"Requests per minute" (10 of 10 per minute)');
+    expect(answer.body.error.message).toContain('Retry in 30 s');
+    expect(JSON.parse(JSON.stringify(answer.body))).toEqual(answer.body);
+  });
+
+  it('has no Retry-After when a blocking limit never resets', () => {
+    const denied = status({ period: 'all_time', reset: null, windowEnd: null, used: 10, remaining: 0, exceeded: true, allowed: false });
+    expect(retryAfterSeconds([denied], NOW)).toBeNull();
+    const answer = limitExceededResponse({ allowed: false, reason: 'limits', limits: [denied], retryAfter: null }, { standardHeaders: false, legacyHeaders: false });
+    expect(answer.headers).toEqual({});
+  });
+});
+
+// A memory store whose counters can be switched off, to act out a store outage.
+function flakyStore(): { store: Store; fail: (on: boolean) => void } {
+  const inner = memoryStore();
+  let failing = false;
+  const store = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (prop === 'apply') return (...args: unknown[]) => (failing ? Promise.reject(new Error('connection refused')) : (value as (...a: unknown[]) => unknown).apply(target, args));
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { store, fail: (on) => { failing = on; } };
+}
+
+describe('meterRequest', () => {
+  let tollgate: Tollgate;
+  afterEach(async () => tollgate?.close());
+
+  const definitions = {
+    meters: [
+      { id: 'requests', name: 'Requests', aggregation: 'count' as const, field: '*' },
+      { id: 'tokens', name: 'Tokens', aggregation: 'sum' as const, field: 'values.tokens' },
+    ],
+    limits: [
+      { id: 'requests-per-minute', name: 'Requests per minute', meterId: 'requests', limitValue: 3, period: 'minute' as const },
+      { id: 'tokens-per-day', name: 'Tokens per day', meterId: 'tokens', limitValue: 1000, period: 'day' as const },
+    ],
+  };
+
+  it('checks without an estimate and records the reported values once', async () => {
+    tollgate = createTollgate(definitions);
+    const session = await meterRequest(tollgate, { customerId: 'acme', eventType: 'api.call', dimensions: { route: '/a' } });
+    expect(session.decision).toMatchObject({ allowed: true, reason: 'limits', retryAfter: null });
+    session.add({ tokens: 100 });
+    session.add({ tokens: 20 });
+    session.setDimensions({ model: 'small' });
+    await session.settle({ record: true, values: { tokens: 3 } });
+    await session.settle({ record: true, values: { tokens: 1000 } });
+    const { data } = await tollgate.events.list({ customerId: 'acme' });
+    expect(data).toHaveLength(1);
+    expect(data[0]).toMatchObject({ eventType: 'api.call', values: { tokens: 123 }, dimensions: { route: '/a', model: 'small' } });
+  });
+
+  it('reserves with an estimate; reported keys replace it, unreported keys keep it', async () => {
+    tollgate = createTollgate(definitions);
+    const session = await meterRequest(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 500, images: 1 } });
+    const tokens = session.decision.limits.find((l) => l.limitId === 'tokens-per-day')!;
+    expect(tokens.used).toBe(500); // the hold is visible
+    session.add({ tokens: 42 });
+    await session.settle({ record: true });
+    const { data } = await tollgate.events.list({ customerId: 'acme' });
+    expect(data[0].values).toEqual({ tokens: 42, images: 1 });
+    const check = await tollgate.limits.check({ customerId: 'acme' });
+    expect(check.limits.find((l) => l.limitId === 'tokens-per-day')!.used).toBe(42);
+  });
+
+  it('commits the estimate when nothing is reported', async () => {
+    tollgate = createTollgate(definitions);
+    const session = await meterRequest(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 500 } });
+    await session.settle({ record: true });
+    expect((await tollgate.events.list({ customerId: 'acme' })).data[0].values).toEqual({ tokens: 500 });
+  });
+
+  it('releases the hold when not recorded or skipped', async () => {
+    tollgate = createTollgate(definitions);
+    const failed = await meterRequest(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 900 } });
+    await failed.settle({ record: false });
+    const skipped = await meterRequest(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 900 } });
+    expect(skipped.decision.allowed).toBe(true); // the first hold is gone
+    skipped.skip();
+    await skipped.settle({ record: true });
+    expect((await tollgate.events.list({ customerId: 'acme' })).data).toHaveLength(0);
+    const check = await tollgate.limits.check({ customerId: 'acme' });
+    expect(check.limits.every((l) => l.used === 0)).toBe(true);
+  });
+
+  it('denies with a retryAfter, and settling a denied session records nothing', async () => {
+    tollgate = createTollgate({ ...definitions, now: () => NOW });
+    for (let i = 0; i < 3; i++) await tollgate.events.record({ customerId: 'acme', eventType: 'api.call' });
+    const session = await meterRequest(tollgate, { customerId: 'acme', eventType: 'api.call' });
+    expect(session.decision).toMatchObject({ allowed: false, reason: 'limits', retryAfter: 30 });
+    await session.settle({ record: true });
+    expect((await tollgate.events.list({ customerId: 'acme' })).data).toHaveLength(3);
+  });
+
+  it('lets exactly as many concurrent reservations through as fit', async () => {
+    tollgate = createTollgate(definitions);
+    await tollgate.events.record({ customerId: 'acme', eventType: 'llm.completion', values: { tokens: 700 } });
+    const sessions = await Promise.all(Array.from({ length: 20 }, () => meterRequest(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 100 } })));
+    expect(sessions.filter((s) => s.decision.allowed)).toHaveLength(2); // requests-per-minute allows 3, tokens allow 3 → 3? no: 700 + 3*100 = 1000 fits, but count allows 2 more after the record
+  });
+
+  it('rejects invalid late usage at the call, not silently at the end', async () => {
+    tollgate = createTollgate(definitions);
+    const session = await meterRequest(tollgate, { customerId: 'acme', eventType: 'api.call' });
+    expect(() => session.add({ tokens: Number.NaN })).toThrow(TollgateError);
+    expect(() => session.setDimensions({ 'bad key!': 'x' })).toThrow(/keys must match/);
+  });
+
+  it('follows the store-failure policy: open runs unmetered, closed refuses', async () => {
+    const flaky = flakyStore();
+    tollgate = createTollgate({ ...definitions, store: flaky.store });
+    await tollgate.ready();
+    flaky.fail(true);
+    const open = await meterRequest(tollgate, { customerId: 'acme', eventType: 'api.call', onStoreError: 'open' });
+    expect(open.decision).toEqual({ allowed: true, reason: 'store_error_open', limits: [], retryAfter: null });
+    const closed = await meterRequest(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 1 }, onStoreError: 'closed' });
+    expect(closed.decision).toMatchObject({ allowed: false, reason: 'store_error_closed' });
+    const inherited = await meterRequest(tollgate, { customerId: 'acme', eventType: 'api.call' });
+    expect(inherited.decision.reason).toBe('store_error_open'); // the engine's default policy
+  });
+
+  it('settling after a failed store warns instead of throwing', async () => {
+    const flaky = flakyStore();
+    tollgate = createTollgate({ ...definitions, store: flaky.store });
+    const session = await meterRequest(tollgate, { customerId: 'acme', eventType: 'api.call' });
+    flaky.fail(true);
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      await expect(session.settle({ record: true })).resolves.toBeUndefined();
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.map((w) => (w as Error & { code?: string }).code)).toContain('TOLLGATE_RECORD_FAILED');
+  });
+});
