@@ -22,14 +22,28 @@ interface Hold {
   expiresAt: number;
 }
 
-interface MemorySlot {
-  state: SlotState;
-  distinctValues: Set<string> | null;
-  holds: Map<string, Hold>;
-  fired: Set<number>;
-  windowEnd: number | null;
+/** One slot's state. A class, so every slot has one hidden shape and the hot path stays monomorphic. */
+class MemorySlot {
+  holds: Map<string, Hold> | null = null;
+  fired: Set<number> | null = null;
   /** Event ids counted here when events come from another ledger (retry safety). */
-  applied: Set<string> | null;
+  applied: Set<string> | null = null;
+  constructor(
+    public state: SlotState,
+    public distinctValues: Set<string> | null,
+    public windowStart: number,
+    public windowEnd: number | null,
+  ) {}
+}
+
+/**
+ * One customer's slots, grouped by customer so a decision touches one small map: the latest
+ * window of each limit, and the earlier windows backdated events or old holds still use.
+ */
+class CustomerSlots {
+  readonly latest = new Map<string, MemorySlot>();
+  /** Keyed by `${limitKey}|${windowStart}`. */
+  readonly earlier = new Map<string, MemorySlot>();
 }
 
 const SWEEP_EVERY = 8192;
@@ -100,7 +114,7 @@ class MemoryStore implements Store {
   private readonly events: StoredEvent[] = [];
   private readonly eventsByCustomer = new Map<string, StoredEvent[]>();
   private readonly idempotency = new Map<string, string>();
-  private readonly slots = new Map<string, MemorySlot>();
+  private readonly slots = new Map<string, CustomerSlots>();
   private readonly holdIndex = new Map<string, MemorySlot[]>();
   private operations = 0;
 
@@ -237,23 +251,43 @@ class MemoryStore implements Store {
   // ── counters ──────────────────────────────────────────────────────────────
 
   private slotFor(slot: CounterSlot, now: number): MemorySlot {
-    let s = this.slots.get(slot.key);
-    if (!s) {
+    let s = this.findSlot(slot);
+    if (s === undefined) {
       const built = this.buildState(slot.source);
-      s = { ...built, holds: new Map(), fired: new Set(), windowEnd: slot.windowEnd, applied: null };
+      s = new MemorySlot(built.state, built.distinctValues, slot.windowStart, slot.windowEnd);
       // A rebuilt past window already had its chance to alert.
       if (slot.windowEnd !== null && slot.windowEnd <= now) {
-        for (const t of reachedThresholds(slot, usedWith(slot.aggregation, s.state, []))) s.fired.add(t);
+        s.fired = new Set(reachedThresholds(slot, usedWith(slot.aggregation, s.state, [])));
       }
-      this.slots.set(slot.key, s);
-    } else if (s.holds.size > 0) {
+      this.putSlot(slot, s);
+    } else if (s.holds !== null && s.holds.size > 0) {
       for (const [id, hold] of s.holds) if (hold.expiresAt <= now) s.holds.delete(id);
     }
     return s;
   }
 
+  private findSlot(slot: CounterSlot): MemorySlot | undefined {
+    const own = this.slots.get(slot.customerId);
+    if (own === undefined) return undefined;
+    const s = own.latest.get(slot.limitKey);
+    if (s !== undefined && s.windowStart === slot.windowStart) return s;
+    return own.earlier.size === 0 ? undefined : own.earlier.get(`${slot.limitKey}|${slot.windowStart}`);
+  }
+
+  private putSlot(slot: CounterSlot, s: MemorySlot): void {
+    let own = this.slots.get(slot.customerId);
+    if (own === undefined) this.slots.set(slot.customerId, (own = new CustomerSlots()));
+    const latest = own.latest.get(slot.limitKey);
+    if (latest === undefined || s.windowStart > latest.windowStart) {
+      own.latest.set(slot.limitKey, s);
+      if (latest !== undefined) own.earlier.set(`${slot.limitKey}|${latest.windowStart}`, latest);
+    } else {
+      own.earlier.set(`${slot.limitKey}|${s.windowStart}`, s);
+    }
+  }
+
   private usedOf(slot: CounterSlot, s: MemorySlot): number {
-    return s.holds.size === 0
+    return s.holds === null || s.holds.size === 0
       ? usedWith(slot.aggregation, s.state, [])
       : usedWith(slot.aggregation, s.state, Array.from(s.holds.values(), (h) => h.amount));
   }
@@ -284,7 +318,7 @@ class MemoryStore implements Store {
             const s = states[i];
             const amount = holdAmount(slot, this.isNewDistinct(slot, s));
             if (amount === null) return;
-            s.holds.set(op.holdId, { amount, expiresAt: op.expiresAt });
+            (s.holds ??= new Map()).set(op.holdId, { amount, expiresAt: op.expiresAt });
             held.push(s);
             results[i].used = this.usedOf(slot, s);
           });
@@ -318,6 +352,7 @@ class MemoryStore implements Store {
             slots.push({ used, allowed: true });
             if (!counts) return;
             for (const threshold of reachedThresholds(slot, used)) {
+              s.fired ??= new Set();
               if (s.fired.has(threshold)) continue;
               s.fired.add(threshold);
               alerts.push({ slot: slots.length - 1, threshold, used });
@@ -331,15 +366,8 @@ class MemoryStore implements Store {
         return { allowed: true, slots: [] };
       case 'seed':
         for (const { slot, state, distinctValues } of op.seeds) {
-          if (this.slots.has(slot.key)) continue;
-          this.slots.set(slot.key, {
-            state: { ...state },
-            distinctValues: slot.aggregation === 'unique' ? new Set(distinctValues) : null,
-            holds: new Map(),
-            fired: new Set(),
-            windowEnd: slot.windowEnd,
-            applied: null,
-          });
+          if (this.findSlot(slot) !== undefined) continue;
+          this.putSlot(slot, new MemorySlot({ ...state }, slot.aggregation === 'unique' ? new Set(distinctValues) : null, slot.windowStart, slot.windowEnd));
         }
         return { allowed: true, slots: [] };
     }
@@ -348,17 +376,20 @@ class MemoryStore implements Store {
   private dropHold(holdId: string): void {
     const held = this.holdIndex.get(holdId);
     if (!held) return;
-    for (const s of held) s.holds.delete(holdId);
+    for (const s of held) s.holds?.delete(holdId);
     this.holdIndex.delete(holdId);
   }
 
   /** Forgets the state of ended windows; it is rebuilt from the ledger if an event lands there later. */
   private sweep(now: number): void {
-    for (const [key, s] of this.slots) {
-      if (s.windowEnd !== null && s.windowEnd <= now && s.holds.size === 0) this.slots.delete(key);
+    const ended = (s: MemorySlot) => s.windowEnd !== null && s.windowEnd <= now && (s.holds === null || s.holds.size === 0);
+    for (const [customerId, own] of this.slots) {
+      for (const [key, s] of own.latest) if (ended(s)) own.latest.delete(key);
+      for (const [key, s] of own.earlier) if (ended(s)) own.earlier.delete(key);
+      if (own.latest.size === 0 && own.earlier.size === 0) this.slots.delete(customerId);
     }
     for (const [id, held] of this.holdIndex) {
-      if (!held.some((s) => (s.holds.get(id)?.expiresAt ?? 0) > now)) this.holdIndex.delete(id);
+      if (!held.some((s) => (s.holds?.get(id)?.expiresAt ?? 0) > now)) this.holdIndex.delete(id);
     }
   }
 

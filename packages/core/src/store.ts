@@ -155,8 +155,13 @@ export interface LedgerStore extends StoreBase {
  * store keys its state by `key` (or by the fields) and never needs to look at definitions.
  */
 export interface CounterSlot {
-  /** Unique for (limit revision, customer, window start). */
+  /** Unique for (limit revision, customer, window start): `${limitKey}|${customerId}|${windowStart}`. */
   key: string;
+  /**
+   * `${limitId}@${revision}`: names one limit's counters and changes when what they count changes
+   * (period, filters, meter), so such a change starts fresh slots rebuilt from the ledger.
+   */
+  limitKey: string;
   limitId: string;
   customerId: string;
   windowStart: number;

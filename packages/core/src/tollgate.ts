@@ -186,8 +186,8 @@ interface Definitions {
   meters: Map<string, Meter>;
   limits: Limit[];
   thresholds: Map<string, number[]>;
-  /** Changes whenever what a limit's counters count changes, so its slots are rebuilt. */
-  revisions: Map<string, string>;
+  /** `${limitId}@${revision}` per limit; the revision changes when what its counters count changes. */
+  limitKeys: Map<string, string>;
   loadedAt: number;
 }
 
@@ -195,6 +195,11 @@ interface CachedWindow extends Window {
   startIso: string;
   endIso: string | null;
   reset: number | null;
+}
+
+/** A customer's window context plus its current window per period (valid while `at` is inside). */
+interface CustomerContext extends WindowContext {
+  windows: Map<string, CachedWindow>;
 }
 
 interface Applied {
@@ -280,9 +285,9 @@ class Engine {
   private readonly declaredMeters: CreateMeterInput[];
   private readonly declaredLimits: CreateLimitInput[];
   private defs: Definitions | null = null;
-  private readonly customers = new Map<string, { context: WindowContext; at: number }>();
-  private readonly windows = new Map<string, CachedWindow>();
+  private readonly customers = new Map<string, { context: CustomerContext; at: number; known: boolean }>();
   private initialized = false;
+  private anonymous: CustomerContext | null = null;
   private readonly initializing: Promise<void>;
 
   constructor(private readonly options: TollgateOptions) {
@@ -349,13 +354,13 @@ class Engine {
     for (const m of await this.listAll((p) => this.ledger.listMeters(p))) meters.set(m.id, m);
     const limits = await this.listAll((p) => this.ledger.listLimits(p));
     const thresholds = new Map<string, number[]>();
-    const revisions = new Map<string, string>();
+    const limitKeys = new Map<string, string>();
     for (const l of limits) {
       thresholds.set(l.id, [...new Set([...(l.alertThresholds ?? []), 100])].sort((a, b) => a - b));
       const m = meters.get(l.meterId);
-      revisions.set(l.id, fnv1a(canonical([l.period, l.dimensionFilters, m?.aggregation, m?.field, m?.eventFilter])));
+      limitKeys.set(l.id, `${l.id}@${fnv1a(canonical([l.period, l.dimensionFilters, m?.aggregation, m?.field, m?.eventFilter]))}`);
     }
-    this.defs = { meters, limits, thresholds, revisions, loadedAt: this.clock() };
+    this.defs = { meters, limits, thresholds, limitKeys, loadedAt: this.clock() };
     return this.defs;
   }
 
@@ -377,39 +382,37 @@ class Engine {
   }
 
   /** The window context of a customer; with `create`, an unknown customer is created first. */
-  private customerContext(customerId: string, create: boolean, at: number): WindowContext | Promise<WindowContext> {
+  /**
+   * The window context of a customer; with `create`, an unknown customer is created first.
+   * A customer not (yet) known is cached too, so checks for it cost no ledger read either.
+   */
+  private customerContext(customerId: string, create: boolean, at: number): CustomerContext | Promise<CustomerContext> {
     const cached = this.customers.get(customerId);
-    if (cached && at - cached.at < this.cacheTtlMs) return cached.context;
+    if (cached && at - cached.at < this.cacheTtlMs && (cached.known || !create)) return cached.context;
     return this.loadCustomer(customerId, create, at);
   }
 
-  private async loadCustomer(customerId: string, create: boolean, at: number): Promise<WindowContext> {
+  private async loadCustomer(customerId: string, create: boolean, at: number): Promise<CustomerContext> {
     let customer = await this.ledger.getCustomer(customerId);
     if (!customer && create) {
       const stamp = iso(at);
       customer = (await this.ledger.createCustomer({ id: customerId, billingCycleStart: stamp, metadata: {}, createdAt: stamp, updatedAt: stamp })).customer;
     }
-    const context: WindowContext = customer
-      ? { timezone: customer.timezone ?? this.timezone, billingCycleStart: Date.parse(customer.billingCycleStart) }
-      : { timezone: this.timezone, billingCycleStart: at };
-    if (customer) {
-      if (this.customers.size >= CUSTOMER_CACHE_MAX) this.customers.clear();
-      this.customers.set(customerId, { context, at });
-    }
+    const context: CustomerContext = customer
+      ? { timezone: customer.timezone ?? this.timezone, billingCycleStart: Date.parse(customer.billingCycleStart), windows: new Map() }
+      : { timezone: this.timezone, billingCycleStart: at, windows: new Map() };
+    if (this.customers.size >= CUSTOMER_CACHE_MAX) this.customers.clear();
+    this.customers.set(customerId, { context, at, known: customer !== null });
     return context;
   }
 
-  private windowOf(limit: Limit, at: number, context: WindowContext): CachedWindow {
-    const key = `${limit.period}|${context.timezone}|${context.billingCycleStart}`;
-    const cached = this.windows.get(key);
+  private windowOf(limit: Limit, at: number, context: CustomerContext): CachedWindow {
+    const cached = context.windows.get(limit.period);
     if (cached && at >= cached.start && (cached.end === null || at < cached.end)) return cached;
     const w = windowFor(limit.period, at, context);
-    const entry: CachedWindow = { ...w, startIso: iso(w.start), endIso: w.end === null ? null : iso(w.end), reset: w.end === null ? null : Math.ceil(w.end / 1000) };
-    // Only the current window is worth caching; backdated events compute theirs.
-    if (!cached || w.start > cached.start) {
-      if (this.windows.size > 10_000) this.windows.clear();
-      this.windows.set(key, entry);
-    }
+    const entry: CachedWindow = { start: w.start, end: w.end, startIso: iso(w.start), endIso: w.end === null ? null : iso(w.end), reset: w.end === null ? null : Math.ceil(w.end / 1000) };
+    // Only the current window is worth keeping; backdated events compute theirs.
+    if (!cached || w.start > cached.start) context.windows.set(limit.period, entry);
     return entry;
   }
 
@@ -420,8 +423,11 @@ class Engine {
   // ── slots and decisions ──────────────────────────────────────────────────
 
   private slotsFor(defs: Definitions, applied: Applied[], customerId: string, contribution: (meter: Meter) => number | string | null): CounterSlot[] {
-    return applied.map(({ limit, meter, window }) => ({
-      key: `${limit.id}@${defs.revisions.get(limit.id)}|${customerId}|${window.start}`,
+    return applied.map(({ limit, meter, window }) => {
+      const limitKey = defs.limitKeys.get(limit.id)!;
+      return {
+      key: `${limitKey}|${customerId}|${window.start}`,
+      limitKey,
       limitId: limit.id,
       customerId,
       windowStart: window.start,
@@ -440,10 +446,11 @@ class Engine {
         startDate: window.start,
         endDate: window.end,
       },
-    }));
+      };
+    });
   }
 
-  private applicable(defs: Definitions, target: Target, strict: boolean, at: number, context: WindowContext): Applied[] {
+  private applicable(defs: Definitions, target: Target, strict: boolean, at: number, context: CustomerContext): Applied[] {
     return applicableLimits(defs.limits, defs.meters, target, strict).map(({ limit, meter }) => ({ limit, meter, window: this.windowOf(limit, at, context) }));
   }
 
@@ -880,8 +887,11 @@ class Engine {
     },
   };
 
-  private defaultContext(at: number): WindowContext {
-    return { timezone: this.timezone, billingCycleStart: at };
+  /** For checks whose limits use no customer calendar: UTC periods and durations only. */
+  private defaultContext(at: number): CustomerContext {
+    const d = this.anonymous;
+    if (d && at - d.billingCycleStart < 86_400_000) return d;
+    return (this.anonymous = { timezone: this.timezone, billingCycleStart: at, windows: new Map() });
   }
 
   private async ledgerCall<T>(what: string, call: () => Promise<T>): Promise<T> {

@@ -1,0 +1,46 @@
+// Small timing helpers shared by the benchmark scripts.
+import os from 'node:os';
+
+export const quick = process.argv.includes('--quick');
+
+/** Times `fn` once per iteration after a warm-up; returns median, p10, p90 (µs) and ops/s. */
+export async function latency(fn, { iterations = quick ? 5_000 : 50_000, warmup = quick ? 1_000 : 5_000 } = {}) {
+  for (let i = 0; i < warmup; i++) await fn(i);
+  const samples = new Float64Array(iterations);
+  const begin = process.hrtime.bigint();
+  for (let i = 0; i < iterations; i++) {
+    const t = process.hrtime.bigint();
+    await fn(i);
+    samples[i] = Number(process.hrtime.bigint() - t) / 1000;
+  }
+  const total = Number(process.hrtime.bigint() - begin) / 1e9;
+  samples.sort();
+  const at = (q) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))];
+  return { median: at(0.5), p10: at(0.1), p90: at(0.9), opsPerSec: iterations / total };
+}
+
+/** Times one run of `fn` in milliseconds, `runs` times; returns the median and spread. */
+export async function duration(fn, runs = quick ? 3 : 5) {
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const t = process.hrtime.bigint();
+    await fn();
+    times.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+  times.sort((a, b) => a - b);
+  return { median: times[Math.floor(times.length / 2)], min: times[0], max: times[times.length - 1] };
+}
+
+export const fmt = (n, digits = 2) => (n >= 100 ? n.toFixed(0) : n.toFixed(digits));
+
+export function machine() {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  return `${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+}
+
+/** Prints a markdown table. */
+export function table(headers, rows) {
+  const lines = [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
+  console.log(lines.join('\n'));
+  return lines.join('\n');
+}
