@@ -21,6 +21,7 @@ export type {
   ReleaseOperation,
   ReserveOperation,
   SeedOperation,
+  SeedState,
   SlotResult,
   SlotState,
   Store,

@@ -234,6 +234,15 @@ class MemoryStore implements Store {
     return this.buildState(source).state;
   }
 
+  async seedState(source: MeterSource, recentSince: number) {
+    const { state, distinctValues } = this.buildState(source);
+    const recentEventIds: string[] = [];
+    for (const e of this.scan({ ...source, startDate: Math.max(source.startDate ?? 0, recentSince) })) {
+      if (eventMatchesSource(e, source)) recentEventIds.push(e.id);
+    }
+    return distinctValues ? { state, distinctValues: [...distinctValues], recentEventIds } : { state, recentEventIds };
+  }
+
   private buildState(source: MeterSource): { state: SlotState; distinctValues: Set<string> | null } {
     const state = emptyState();
     const distinctValues = source.aggregation === 'unique' ? new Set<string>() : null;

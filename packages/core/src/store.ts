@@ -148,6 +148,19 @@ export interface LedgerStore extends StoreBase {
   timeseries(query: EventQuery, boundaries: number[]): Promise<ValueTotals[]>;
   /** The aggregate of the events a meter source selects; used by meter queries and to seed counters. */
   meterState(source: MeterSource): Promise<SlotState>;
+  /**
+   * Optional, for seeding a counters-only store (Redis): the slot's state, its distinct values
+   * (`unique` only), and the ids of events in it with a timestamp at or after `recentSince`, whose
+   * counter updates may still be in flight and must not be counted again. Without it, seeding
+   * uses {@link meterState} and cannot seed `unique` slots.
+   */
+  seedState?(source: MeterSource, recentSince: number): Promise<SeedState>;
+}
+
+export interface SeedState {
+  state: SlotState;
+  distinctValues?: string[];
+  recentEventIds: string[];
 }
 
 /**
@@ -197,11 +210,15 @@ export interface ReserveOperation {
   slots: CounterSlot[];
 }
 
-/** One event to count. `holdId`: drop that hold in the same step (a committed reservation). */
+/**
+ * One event to count. `holdId`: drop that hold in the same step (a committed reservation);
+ * `holdSlots` are the slots the reservation held, which may differ from the event's.
+ */
 export interface RecordItem {
   event: StoredEvent;
   slots: CounterSlot[];
   holdId?: string;
+  holdSlots?: CounterSlot[];
 }
 
 /**
@@ -221,13 +238,15 @@ export interface ReleaseOperation {
   type: 'release';
   now: number;
   holdId: string;
+  /** The slots the reservation held. */
+  slots: CounterSlot[];
 }
 
 /** Seed slots from ledger states (counters-only stores); a slot that has state keeps it. */
 export interface SeedOperation {
   type: 'seed';
   now: number;
-  seeds: Array<{ slot: CounterSlot; state: SlotState; distinctValues?: string[]; recentEventIds?: string[] }>;
+  seeds: Array<{ slot: CounterSlot } & SeedState>;
 }
 
 export type CounterOperation = CheckOperation | ReserveOperation | RecordOperation | ReleaseOperation | SeedOperation;
@@ -248,7 +267,12 @@ export interface CounterResult {
   records?: Array<{ id: string; recorded: boolean }>;
   /** For record: thresholds crossed for the first time in their window, each reported once ever. */
   alerts?: Array<{ slot: number; threshold: number; used: number }>;
-  /** Counters-only stores: indexes (into the operation's slots) with no state; nothing was changed. */
+  /**
+   * Counters-only stores: indexes (into the operation's slots, flattened over items for a record)
+   * with no state. Nothing was changed for them; the engine seeds them from the ledger (marking
+   * the record's own events as counted) and applies the operation again. A record may have been
+   * applied for other customers' items already: event ids make the second pass count them once.
+   */
   missing?: number[];
 }
 

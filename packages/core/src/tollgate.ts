@@ -179,6 +179,8 @@ export interface Tollgate {
 }
 
 const DEFAULT_TTL_MS = 10 * 60_000;
+/** Events this recent may have counter updates in flight while a counters-only store is seeded. */
+const RECENT_EVENTS_MS = 15 * 60_000;
 const MAX_BUCKETS = 10_000;
 const CUSTOMER_CACHE_MAX = 100_000;
 
@@ -466,11 +468,30 @@ class Engine {
     let result = await this.counters.apply(op);
     if (result.missing?.length && op.type !== 'release' && op.type !== 'seed') {
       const slots = op.type === 'record' ? op.items.flatMap((i) => i.slots) : op.slots;
+      const recentSince = op.now - RECENT_EVENTS_MS;
       const seeds = await Promise.all(
-        result.missing.map(async (i) => ({ slot: slots[i], state: await this.ledger.meterState(slots[i].source) })),
+        result.missing.map(async (i) => {
+          const slot = slots[i];
+          if (this.ledger.seedState) return { slot, ...(await this.ledger.seedState(slot.source, recentSince)) };
+          if (slot.aggregation === 'unique') {
+            throw new TollgateError('store_unavailable', `The ledger store cannot seed unique-count limit ${slot.limitId} in a counters-only store: it lacks seedState().`);
+          }
+          return { slot, state: await this.ledger.meterState(slot.source), recentEventIds: [] };
+        }),
       );
+      if (op.type === 'record') {
+        // The events of this operation are in the ledger already, so in the seed: mark them counted.
+        const owner: string[] = op.items.flatMap((item) => item.slots.map(() => item.event.id));
+        seeds.forEach((seed, j) => {
+          const id = owner[result.missing![j]];
+          if (!seed.recentEventIds.includes(id)) seed.recentEventIds = [...seed.recentEventIds, id];
+        });
+      }
       await this.counters.apply({ type: 'seed', now: op.now, seeds });
-      result = await this.counters.apply(op);
+      const again = await this.counters.apply(op);
+      // A record may have been applied in part before; keep the alerts of both passes.
+      if (op.type === 'record') again.alerts = [...(result.alerts ?? []), ...(again.alerts ?? [])];
+      result = again;
     }
     return result;
   }
@@ -530,7 +551,7 @@ class Engine {
 
   // ── recording ────────────────────────────────────────────────────────────
 
-  private async itemFor(event: StoredEvent, holdId?: string): Promise<RecordItem> {
+  private async itemFor(event: StoredEvent, hold?: { id: string; slots: CounterSlot[] }): Promise<RecordItem> {
     const context = await this.customerContext(event.customerId, true, event.timestamp);
     const defs = await this.definitions();
     const applied = this.applicable(defs, event, true, event.timestamp, context);
@@ -539,7 +560,7 @@ class Engine {
       const v = fieldOf(meter.field, event.values, event.dimensions);
       return v === undefined ? null : v;
     });
-    return holdId === undefined ? { event, slots } : { event, slots, holdId };
+    return hold === undefined ? { event, slots } : { event, slots, holdId: hold.id, holdSlots: hold.slots };
   }
 
   private async recordItems(items: RecordItem[]): Promise<Array<{ id: string; recorded: boolean }>> {
@@ -562,7 +583,7 @@ class Engine {
       const held = items.filter((item, i) => !records[i].recorded && item.holdId !== undefined);
       try {
         result = fresh.length ? await withTimeout(this.applyCounters({ type: 'record', now, persist: false, items: fresh }), this.timeoutMs) : { allowed: true, slots: [] };
-        for (const item of held) await this.counters.apply({ type: 'release', now, holdId: item.holdId! });
+        for (const item of held) await this.counters.apply({ type: 'release', now, holdId: item.holdId!, slots: item.holdSlots ?? [] });
       } catch {
         // The ledger has the events; the counters catch up when their slot is rebuilt.
         result = { allowed: true, slots: [] };
@@ -867,13 +888,13 @@ class Engine {
           };
           if (c.properties !== undefined) event.properties = c.properties;
           settled = true;
-          const [record] = await this.recordItems([await this.itemFor(event, id)]);
+          const [record] = await this.recordItems([await this.itemFor(event, { id, slots })]);
           return record;
         },
         release: async () => {
           if (settled || applied.length === 0 || !result.allowed) return;
           settled = true;
-          await this.counters.apply({ type: 'release', now: this.clock(), holdId: id }).catch((e) => { throw storeFailure(e, 'releasing a reservation'); });
+          await this.counters.apply({ type: 'release', now: this.clock(), holdId: id, slots }).catch((e) => { throw storeFailure(e, 'releasing a reservation'); });
         },
       };
     },
