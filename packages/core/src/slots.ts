@@ -96,7 +96,11 @@ export function addToState(state: SlotState, contribution: number | string, at: 
 }
 
 /** Thresholds (percent) that `used` has reached, ascending. */
+const NONE: number[] = [];
+
 export function reachedThresholds(slot: CounterSlot, used: number): number[] {
+  const t = slot.thresholds;
+  if (t.length === 0 || used * 100 < t[0] * slot.limitValue - 1e-9) return NONE;
   const out: number[] = [];
   for (const t of slot.thresholds) if (used * 100 >= t * slot.limitValue - 1e-9) out.push(t);
   return out;

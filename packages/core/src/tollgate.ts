@@ -551,9 +551,18 @@ class Engine {
 
   // ── recording ────────────────────────────────────────────────────────────
 
-  private async itemFor(event: StoredEvent, hold?: { id: string; slots: CounterSlot[] }): Promise<RecordItem> {
-    const context = await this.customerContext(event.customerId, true, event.timestamp);
-    const defs = await this.definitions();
+  /** The record item for an event; synchronous when the customer and definitions are cached. */
+  private itemFor(event: StoredEvent, hold?: { id: string; slots: CounterSlot[] }): RecordItem | Promise<RecordItem> {
+    const now = this.clock();
+    const context = this.customerContext(event.customerId, true, now);
+    const defs = this.definitions();
+    if (context instanceof Promise || defs instanceof Promise) {
+      return Promise.all([context, defs]).then(([c, d]) => this.buildItem(event, c, d, hold));
+    }
+    return this.buildItem(event, context, defs, hold);
+  }
+
+  private buildItem(event: StoredEvent, context: CustomerContext, defs: Definitions, hold?: { id: string; slots: CounterSlot[] }): RecordItem {
     const applied = this.applicable(defs, event, true, event.timestamp, context);
     const slots = this.slotsFor(defs, applied, event.customerId, (meter) => {
       if (meter.aggregation === 'count') return 1;
@@ -650,8 +659,9 @@ class Engine {
     events: {
       record: async (input) => {
         const parsed = parse(recordEventSchema, input, 'event');
-        await this.ensureReady();
-        const item = await this.itemFor(this.toStored(parsed, this.clock()));
+        if (!this.initialized) await this.initializing;
+        const pending = this.itemFor(this.toStored(parsed, this.clock()));
+        const item = pending instanceof Promise ? await pending : pending;
         const [result] = await this.recordItems([item]);
         return result;
       },
@@ -888,7 +898,8 @@ class Engine {
           };
           if (c.properties !== undefined) event.properties = c.properties;
           settled = true;
-          const [record] = await this.recordItems([await this.itemFor(event, { id, slots })]);
+          const pending = this.itemFor(event, { id, slots });
+          const [record] = await this.recordItems([pending instanceof Promise ? await pending : pending]);
           return record;
         },
         release: async () => {
