@@ -58,7 +58,7 @@ console.log(`\ncheck (5 limits) vs RateLimiterMemory.consume: ${fmt(rows[1][1] /
 
 console.log('\n## Usage queries over N events (memory store)\n');
 const qrows = [];
-for (const size of quick ? [100_000] : [100_000, 1_000_000]) {
+for (const size of quick ? [10_000, 100_000] : [10_000, 100_000, 1_000_000]) {
   const tg = createTollgate();
   const base = Date.parse('2026-01-01T00:00:00Z');
   const models = ['gpt-4o', 'gpt-4o-mini', 'claude-sonnet', 'claude-haiku', 'llama'];
