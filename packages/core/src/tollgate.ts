@@ -808,10 +808,11 @@ class Engine {
         const ctxOrPromise = this.needsCustomer(d, parsed.customerId) ? this.customerContext(parsed.customerId, false, at) : this.defaultContext(at);
         const context = ctxOrPromise instanceof Promise ? await ctxOrPromise : ctxOrPromise;
         const applied = this.applicable(d, parsed, false, at, context);
-        if (applied.length === 0) return { allowed: true, limits: [], reason: 'limits' };
+        if (applied.length === 0) return { allowed: true, limits: [], reason: 'limits', retryAfter: null };
         const slots = this.slotsFor(d, applied, parsed.customerId, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
         const result = await this.decide({ type: 'check', now: at, slots });
-        return { allowed: result.allowed, limits: this.statuses(applied, slots, result), reason: result.reason };
+        const limits = this.statuses(applied, slots, result);
+        return { allowed: result.allowed, limits, reason: result.reason, retryAfter: result.allowed ? null : this.retryAfter(limits, at) };
       },
     },
 

@@ -105,6 +105,8 @@ export interface CheckResult {
   allowed: boolean;
   limits: LimitStatus[];
   reason: DecisionReason;
+  /** When denied: seconds until every blocking window has reset (null if one never resets, or when allowed). */
+  retryAfter: number | null;
 }
 
 export interface AlertEvent {

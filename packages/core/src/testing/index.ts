@@ -335,6 +335,8 @@ export function storeConformance(t: TestApi, options: ConformanceOptions): void 
         expect(denied.allowed).toBe(false);
         expect(denied.limits[0]).toMatchObject({ used: 3, remaining: 0, exceeded: true, allowed: false, reset: Math.ceil((T0 - (T0 % MINUTE) + MINUTE) / 1000) });
         expect(denied.limits[0].windowStart).toBe(new Date(T0 - (T0 % MINUTE)).toISOString());
+        expect(denied.retryAfter).toBe(30);
+        expect((await tollgate.limits.check({ customerId: 'c2' })).retryAfter).toBeNull();
         expect((await tollgate.limits.check({ customerId: 'c2' })).allowed).toBe(true);
       });
 
