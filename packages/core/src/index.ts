@@ -34,3 +34,4 @@ export type { Window, WindowContext } from './windows.js';
 export { applicableLimits, eventMatchesQuery, eventMatchesSource, fieldOf, dimensionsMatch, dimensionsNotContradicted } from './matching.js';
 export { emptyState, valueOf, usedWith, holdAmount, projected, slotAllows, addToState, reachedThresholds } from './slots.js';
 export { newId } from './ids.js';
+export * from './http.js';

@@ -268,10 +268,11 @@ export type ListInput = z.input<typeof listSchema>;
 export function parse<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
   const result = schema.safeParse(input ?? {});
   if (result.success) return result.data;
-  const issues: FieldIssue[] = result.error.issues.map((issue) => ({
-    path: issue.path.map(String).join('.') || '(input)',
-    message: issue.message,
-  }));
+  const issues: FieldIssue[] = result.error.issues.map((issue) => {
+    // zod reports a bad record key as "Invalid key in record"; the key's own rule says more.
+    const inner = issue.code === 'invalid_key' ? issue.issues[0]?.message : undefined;
+    return { path: issue.path.map(String).join('.') || '(input)', message: inner ?? issue.message };
+  });
   const list = issues.map((i) => `${i.path}: ${i.message}`).join('; ');
   throw new TollgateError('invalid_request', `Invalid ${what}: ${list}. Fix these fields and call again.`, { issues });
 }

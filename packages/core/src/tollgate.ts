@@ -1,4 +1,5 @@
 import { TollgateError, alreadyExists, notFound } from './errors.js';
+import { retryAfterSeconds } from './http.js';
 import { newId } from './ids.js';
 import { applicableLimits, fieldOf, type Target } from './matching.js';
 import { memoryStore } from './memory-store.js';
@@ -202,6 +203,11 @@ interface CachedWindow extends Window {
 /** A customer's window context plus its current window per period (valid while `at` is inside). */
 interface CustomerContext extends WindowContext {
   windows: Map<string, CachedWindow>;
+}
+
+interface Prepared {
+  defs: Definitions;
+  context: CustomerContext;
 }
 
 interface Applied {
@@ -501,10 +507,23 @@ class Engine {
       const result = await withTimeout(this.applyCounters(op), this.timeoutMs);
       return Object.assign(result, { reason: 'limits' as const });
     } catch (error) {
-      if (TollgateError.isInstance(error) && error.code !== 'store_timeout' && error.code !== 'store_unavailable') throw error;
-      const open = this.policy === 'open';
-      return { allowed: open, slots: [], reason: open ? 'store_error_open' : 'store_error_closed' };
+      return { ...this.storePolicy(error), slots: [] };
     }
+  }
+
+  /** The `onStoreError` answer for a failed store; anything but a store failure is rethrown. */
+  private storePolicy(error: unknown): { allowed: boolean; reason: DecisionReason } {
+    if (TollgateError.isInstance(error) && error.code !== 'store_timeout' && error.code !== 'store_unavailable') throw error;
+    const open = this.policy === 'open';
+    return { allowed: open, reason: open ? 'store_error_open' : 'store_error_closed' };
+  }
+
+  /** Definitions and the customer's window context; synchronous when both are cached. */
+  private prepare(customerId: string, create: boolean, at: number): Prepared | Promise<Prepared> {
+    const defs = this.definitions();
+    if (defs instanceof Promise) return defs.then((d) => this.prepare(customerId, create, at));
+    const context = create || this.needsCustomer(defs, customerId) ? this.customerContext(customerId, create, at) : this.defaultContext(at);
+    return context instanceof Promise ? context.then((c) => ({ defs, context: c })) : { defs, context };
   }
 
   private statuses(applied: Applied[], slots: CounterSlot[], result: CounterResult): LimitStatus[] {
@@ -528,16 +547,6 @@ class Engine {
         windowEnd: window.endIso,
       };
     });
-  }
-
-  private retryAfter(statuses: LimitStatus[], at: number): number | null {
-    let earliest: number | null = null;
-    for (const s of statuses) {
-      if (s.allowed) continue;
-      if (s.reset === null) return null;
-      if (earliest === null || s.reset > earliest) earliest = s.reset;
-    }
-    return earliest === null ? null : Math.max(1, earliest - Math.floor(at / 1000));
   }
 
   private contributionFromEstimate(estimate: Values | undefined, dimensions: Dimensions | undefined) {
@@ -803,16 +812,20 @@ class Engine {
         const parsed = parse(checkSchema, input, 'check');
         if (!this.initialized) await this.initializing;
         const at = this.clock();
-        const defs = this.definitions();
-        const d = defs instanceof Promise ? await defs : defs;
-        const ctxOrPromise = this.needsCustomer(d, parsed.customerId) ? this.customerContext(parsed.customerId, false, at) : this.defaultContext(at);
-        const context = ctxOrPromise instanceof Promise ? await ctxOrPromise : ctxOrPromise;
+        let prepared: Prepared;
+        try {
+          const p = this.prepare(parsed.customerId, false, at);
+          prepared = p instanceof Promise ? await p : p;
+        } catch (error) {
+          return { ...this.storePolicy(error), limits: [], retryAfter: null };
+        }
+        const { defs: d, context } = prepared;
         const applied = this.applicable(d, parsed, false, at, context);
         if (applied.length === 0) return { allowed: true, limits: [], reason: 'limits', retryAfter: null };
         const slots = this.slotsFor(d, applied, parsed.customerId, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
         const result = await this.decide({ type: 'check', now: at, slots });
         const limits = this.statuses(applied, slots, result);
-        return { allowed: result.allowed, limits, reason: result.reason, retryAfter: result.allowed ? null : this.retryAfter(limits, at) };
+        return { allowed: result.allowed, limits, reason: result.reason, retryAfter: result.allowed ? null : retryAfterSeconds(limits, at) };
       },
     },
 
@@ -864,17 +877,27 @@ class Engine {
       const parsed = parse(reserveSchema, input, 'reservation');
       await this.ensureReady();
       const at = this.clock();
-      const context = await this.customerContext(parsed.customerId, true, at);
-      const defs = await this.definitions();
-      const applied = this.applicable(defs, parsed, false, at, context);
       const id = newId('rsv', at);
       const expiresAt = at + (parsed.ttlMs ?? this.holdTtlMs);
-      const slots = this.slotsFor(defs, applied, parsed.customerId, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
-      const result = applied.length === 0
-        ? { allowed: true, slots: [], reason: 'limits' as const }
-        : await this.decide({ type: 'reserve', now: at, holdId: id, expiresAt, slots });
+      let applied: Applied[] = [];
+      let slots: CounterSlot[] = [];
+      let result: { allowed: boolean; slots: CounterResult['slots']; reason: DecisionReason };
+      try {
+        const p = this.prepare(parsed.customerId, true, at);
+        const { defs, context } = p instanceof Promise ? await p : p;
+        applied = this.applicable(defs, parsed, false, at, context);
+        slots = this.slotsFor(defs, applied, parsed.customerId, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
+        result = applied.length === 0
+          ? { allowed: true, slots: [], reason: 'limits' }
+          : await this.decide({ type: 'reserve', now: at, holdId: id, expiresAt, slots });
+      } catch (error) {
+        // The ledger failed while resolving the customer or the definitions: the policy decides, and nothing is held.
+        applied = [];
+        slots = [];
+        result = { ...this.storePolicy(error), slots: [] };
+      }
       const limits = this.statuses(applied, slots, result);
-      const retryAfter = result.allowed ? null : this.retryAfter(limits, at);
+      const retryAfter = result.allowed ? null : retryAfterSeconds(limits, at);
       let settled = false;
       return {
         id,

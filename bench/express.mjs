@@ -1,0 +1,41 @@
+// One Express app, one run: a bare route, express-rate-limit (memory store) and @tollgate/express
+// `meter` (memory store, request-count limit, check before and record after), plus `meter` with
+// `estimate: {}` (an atomic reservation) for reference. Uses the BUILT packages.
+// Run: npm run build && node bench/express.mjs [--quick]
+import { createTollgate } from '@tollgate/core';
+import { meter } from '@tollgate/express';
+import express from 'express';
+import { rateLimit } from 'express-rate-limit';
+import { announce, compareRoutes, serving } from './lib/http-load.mjs';
+
+const customerId = (req) => req.header('x-customer-id');
+
+if (serving) {
+  const tollgate = createTollgate({
+    meters: [{ id: 'requests', name: 'Requests', aggregation: 'count', field: '*' }],
+    limits: [{ id: 'requests-per-minute', name: 'Requests per minute', meterId: 'requests', limitValue: 1e12, period: 'minute' }],
+  });
+  await tollgate.ready();
+  const app = express();
+  app.disable('x-powered-by');
+  const ok = (_req, res) => res.json({ ok: true });
+  app.get('/bare', ok);
+  app.get('/express-rate-limit', rateLimit({ windowMs: 60_000, limit: 1e9, standardHeaders: 'draft-6', legacyHeaders: false, keyGenerator: customerId }), ok);
+  app.get('/tollgate', meter(tollgate, { customerId, standardHeaders: 'draft-6' }), ok);
+  app.get('/tollgate-reserve', meter(tollgate, { customerId, standardHeaders: 'draft-6', estimate: {} }), ok);
+  const server = app.listen(0, '127.0.0.1', () => announce(server));
+} else {
+  const results = await compareRoutes({
+    title: '@tollgate/express vs bare Express and express-rate-limit',
+    script: new URL(import.meta.url).pathname,
+    headers: { 'x-customer-id': 'cus_bench' },
+    routes: [
+      { name: 'bare', path: '/bare', role: 'bare' },
+      { name: 'express-rate-limit', path: '/express-rate-limit', role: 'peer' },
+      { name: 'tollgate meter (check + record)', path: '/tollgate' },
+      { name: 'tollgate meter (reserve + commit)', path: '/tollgate-reserve' },
+    ],
+  });
+  const t = results['tollgate meter (check + record)'];
+  console.log(`\nTargets: ≥ 90% of bare → ${(t.vsBare * 100).toFixed(1)}% ${t.vsBare >= 0.9 ? 'met' : 'NOT met'}; ≥ express-rate-limit → ${(t.vsPeer * 100).toFixed(1)}% ${t.vsPeer >= 1 ? 'met' : 'NOT met'}`);
+}

@@ -1,0 +1,102 @@
+// Load-testing helpers for the framework benchmarks: the app runs in a child process (so the
+// load generator does not share its event loop) on 127.0.0.1, and autocannon measures each of
+// its routes in turn.
+import { fork } from 'node:child_process';
+import autocannon from 'autocannon';
+import { fmt, machine, quick, table } from './measure.mjs';
+
+/** True in the child process that serves the app. */
+export const serving = process.argv.includes('--serve');
+
+/** In the child: reports the listening port to the parent, then answers CPU-time queries. */
+export function announce(server) {
+  process.on('message', (message) => {
+    if (message === 'cpu') process.send({ cpu: process.cpuUsage() });
+  });
+  process.send({ port: server.address().port });
+}
+
+/** In the parent: forks `script --serve` and resolves with its base URL and a stop function. */
+export function startServer(script) {
+  const child = fork(script, ['--serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`the benchmark app exited with code ${code} before listening`)));
+    child.once('message', ({ port }) => {
+      child.removeAllListeners('exit');
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        /** CPU time the app has used so far, in µs (robust to a busy machine, unlike req/s). */
+        cpu: () => new Promise((done) => {
+          child.once('message', ({ cpu }) => done(cpu.user + cpu.system));
+          child.send('cpu');
+        }),
+        stop: () => new Promise((done) => { child.once('exit', done); child.kill('SIGTERM'); }),
+      });
+    });
+  });
+}
+
+function run(options) {
+  return new Promise((resolve, reject) => {
+    autocannon(options, (error, result) => (error ? reject(error) : resolve(result)));
+  });
+}
+
+/**
+ * Measures every route of one app, in one run, and prints req/s and ratios against the bare
+ * route and the peer. `--quick`: 1 s warm-up + 2 × 2 s per route; otherwise 3 s + 2 × 10 s.
+ * The second round runs the routes in reverse order, so drift on a busy machine hits them alike.
+ */
+export async function compareRoutes({ title, script, routes, headers = {}, connections = 10 }) {
+  const warmup = quick ? 1 : 3;
+  const seconds = quick ? 2 : 10;
+  const rounds = 2;
+  const server = await startServer(script);
+  const totals = new Map(routes.map((r) => [r.name, { requests: 0, seconds: 0, p99: [], non2xx: 0, cpu: 0 }]));
+  try {
+    for (const route of routes) await run({ url: server.url + route.path, headers, connections, duration: warmup });
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 ? [...routes].reverse() : routes;
+      for (const route of order) {
+        const cpuBefore = await server.cpu();
+        const result = await run({ url: server.url + route.path, headers, connections, duration: seconds });
+        const t = totals.get(route.name);
+        t.cpu += (await server.cpu()) - cpuBefore;
+        t.requests += result.requests.total;
+        t.seconds += result.duration;
+        t.p99.push(result.latency.p99);
+        t.non2xx += result.non2xx + result.errors;
+      }
+    }
+  } finally {
+    await server.stop();
+  }
+  const rate = (name) => totals.get(name).requests / totals.get(name).seconds;
+  const cpuPerRequest = (name) => totals.get(name).cpu / totals.get(name).requests;
+  const bare = routes.find((r) => r.role === 'bare').name;
+  const peer = routes.find((r) => r.role === 'peer').name;
+  console.log(`# ${title}\n\n${machine()}, ${connections} connections${quick ? ' (quick run)' : ''}\n`);
+  table(
+    ['route', 'req/s', 'vs bare', `vs ${peer}`, 'app CPU µs/req', 'p99 ms', 'non-2xx'],
+    routes.map((r) => {
+      const t = totals.get(r.name);
+      return [
+        r.name,
+        fmt(rate(r.name), 0),
+        `${fmt((rate(r.name) / rate(bare)) * 100, 1)}%`,
+        `${fmt((rate(r.name) / rate(peer)) * 100, 1)}%`,
+        fmt(cpuPerRequest(r.name), 1),
+        String(Math.max(...t.p99)),
+        String(t.non2xx),
+      ];
+    }),
+  );
+  console.log('\nreq/s depends on what else the machine runs (the load generator shares it); app CPU µs/req is the steadier measure of cost.');
+  return Object.fromEntries(routes.map((r) => [r.name, {
+    reqPerSec: rate(r.name),
+    vsBare: rate(r.name) / rate(bare),
+    vsPeer: rate(r.name) / rate(peer),
+    cpuPerRequest: cpuPerRequest(r.name),
+  }]));
+}

@@ -1,0 +1,362 @@
+/**
+ * What every HTTP adapter shares: the per-request metering session (decide before, settle once
+ * after), the IETF RateLimit headers, `Retry-After`, and the JSON bodies of the answers a metered
+ * route gives when it does not run. `@tollgate/express` and `@tollgate/nestjs` are thin mappings
+ * of their hosts' idioms onto these functions, so both answer the same way.
+ */
+import { TollgateError } from './errors.js';
+import { dimensionsSchema, parse, valuesSchema, type CheckInput, type CommitInput, type RecordEventInput, type ReserveInput } from './schemas.js';
+import type { Tollgate, Reservation } from './tollgate.js';
+import type { DecisionReason, Dimensions, LimitStatus, Values } from './types.js';
+
+/** Versions of the IETF RateLimit header fields draft (draft-ietf-httpapi-ratelimit-headers). */
+export type RateLimitHeadersDraft = 'draft-6' | 'draft-7' | 'draft-8';
+
+/** The answer a metered request got before its handler ran. */
+export interface Decision {
+  allowed: boolean;
+  /** `'limits'`, or which store-failure policy decided (`store_error_open` / `store_error_closed`). */
+  reason: DecisionReason;
+  /** Every applicable limit's status at decision time; a reservation's include its own hold. */
+  limits: LimitStatus[];
+  /** Seconds until every blocking window has reset when denied; null when allowed or one never resets. */
+  retryAfter: number | null;
+}
+
+/** What a store failure does to a metered request: run it unmetered (`open`) or refuse it (`closed`). */
+export type StoreErrorPolicy = 'open' | 'closed';
+
+/** The JSON body of every error answer a metered route gives. */
+export interface ErrorBody {
+  error: { code: string; message: string; limits?: LimitStatus[] };
+}
+
+export interface HeaderOptions {
+  /** Which IETF draft to follow, or false for none. */
+  standardHeaders: RateLimitHeadersDraft | false;
+  /** `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds). */
+  legacyHeaders: boolean;
+  /** Unix milliseconds the reset deltas are counted from. Default `Date.now()`. */
+  now?: number;
+}
+
+export const STANDARD_HEADER_DRAFTS: readonly RateLimitHeadersDraft[] = ['draft-6', 'draft-7', 'draft-8'];
+
+// ── choosing what to advertise ───────────────────────────────────────────────
+
+function moreConstrained(a: LimitStatus, b: LimitStatus): number {
+  return Number(a.allowed) - Number(b.allowed)
+    || a.remaining / a.limit - b.remaining / b.limit
+    || a.remaining - b.remaining
+    || (a.reset ?? Infinity) - (b.reset ?? Infinity);
+}
+
+/**
+ * The hard limits a client should hear about, most constrained first: those denying this
+ * request, then the lowest remaining share of the limit, then the fewest remaining, then the
+ * sooner reset. Soft limits never deny, so they are left out.
+ */
+export function rankLimits(limits: readonly LimitStatus[]): LimitStatus[] {
+  return limits.filter((l) => l.mode !== 'soft').sort(moreConstrained);
+}
+
+/** The single limit draft-6/7 and legacy headers advertise: the first of {@link rankLimits}. */
+export function mostConstrained(limits: readonly LimitStatus[]): LimitStatus | undefined {
+  let best: LimitStatus | undefined;
+  for (const l of limits) if (l.mode !== 'soft' && (best === undefined || moreConstrained(l, best) < 0)) best = l;
+  return best;
+}
+
+/**
+ * Seconds until every blocking (denying) window has reset, at least 1; null when nothing blocks
+ * or a blocking limit never resets (`all_time`). The same rule as `Reservation.retryAfter`, for
+ * decisions that come from `limits.check`.
+ */
+export function retryAfterSeconds(limits: readonly LimitStatus[], now = Date.now()): number | null {
+  let latest: number | null = null;
+  for (const l of limits) {
+    if (l.allowed) continue;
+    if (l.reset === null) return null;
+    if (latest === null || l.reset > latest) latest = l.reset;
+  }
+  return latest === null ? null : Math.max(1, latest - Math.floor(now / 1000));
+}
+
+// ── headers ──────────────────────────────────────────────────────────────────
+
+function secondsUntilReset(l: LimitStatus, now: number): number | null {
+  if (l.windowEnd === null) return null;
+  return Math.max(0, Math.ceil((Date.parse(l.windowEnd) - now) / 1000));
+}
+
+function windowSeconds(l: LimitStatus): number | null {
+  if (l.windowEnd === null) return null;
+  return Math.round((Date.parse(l.windowEnd) - Date.parse(l.windowStart)) / 1000);
+}
+
+/** A structured-field string (RFC 8941 §3.3.3): printable ASCII with `"` and `\` escaped. */
+function sfString(value: string): string {
+  return `"${value.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, '\\$&')}"`;
+}
+
+/**
+ * The rate-limit headers for a decision's limits, as a plain name → value map for any host.
+ * draft-6: `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds) and
+ * `RateLimit-Policy: 100;w=3600`. draft-7: `RateLimit: limit=100, remaining=7, reset=42` and the
+ * same policy. draft-8: `RateLimit-Policy: "daily-tokens";q=100000;w=86400, ...` and
+ * `RateLimit: "daily-tokens";r=512;t=4242, ...` naming every hard limit by its id, most
+ * constrained first. draft-6/7 and legacy headers advertise the most constrained limit only.
+ * Reset and window are left out for `all_time` limits, which never reset. No applicable hard
+ * limit: no headers.
+ *
+ * @example
+ * for (const [name, value] of Object.entries(rateLimitHeaders(decision.limits, { standardHeaders: 'draft-7', legacyHeaders: false })))
+ *   res.setHeader(name, value);
+ */
+export function rateLimitHeaders(limits: readonly LimitStatus[], options: HeaderOptions): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const { standardHeaders, legacyHeaders } = options;
+  if (!standardHeaders && !legacyHeaders) return headers;
+  const now = options.now ?? Date.now();
+  if (standardHeaders === 'draft-8') {
+    const ranked = rankLimits(limits);
+    if (ranked.length === 0) return headers;
+    headers['RateLimit-Policy'] = ranked.map((l) => {
+      const w = windowSeconds(l);
+      return `${sfString(l.limitId)};q=${l.limit}${w === null ? '' : `;w=${w}`}`;
+    }).join(', ');
+    headers.RateLimit = ranked.map((l) => {
+      const t = secondsUntilReset(l, now);
+      return `${sfString(l.limitId)};r=${l.remaining}${t === null ? '' : `;t=${t}`}`;
+    }).join(', ');
+  }
+  const top = mostConstrained(limits);
+  if (!top) return headers;
+  const reset = secondsUntilReset(top, now);
+  const w = windowSeconds(top);
+  if (standardHeaders === 'draft-6') {
+    headers['RateLimit-Policy'] = w === null ? `${top.limit}` : `${top.limit};w=${w}`;
+    headers['RateLimit-Limit'] = String(top.limit);
+    headers['RateLimit-Remaining'] = String(top.remaining);
+    if (reset !== null) headers['RateLimit-Reset'] = String(reset);
+  } else if (standardHeaders === 'draft-7') {
+    headers['RateLimit-Policy'] = w === null ? `${top.limit}` : `${top.limit};w=${w}`;
+    headers.RateLimit = `limit=${top.limit}, remaining=${top.remaining}${reset === null ? '' : `, reset=${reset}`}`;
+  }
+  if (legacyHeaders) {
+    headers['X-RateLimit-Limit'] = String(top.limit);
+    headers['X-RateLimit-Remaining'] = String(top.remaining);
+    if (top.reset !== null) headers['X-RateLimit-Reset'] = String(top.reset);
+  }
+  return headers;
+}
+
+// ── answers ──────────────────────────────────────────────────────────────────
+
+/** `{ error: { code, message } }`, the shape of every error a metered route answers with. */
+export function errorBody(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}
+
+/** The message of a 429: which limit blocked, and when to come back. */
+export function limitExceededMessage(decision: Decision): string {
+  const blocking = decision.limits.filter((l) => !l.allowed);
+  const names = blocking.length ? blocking.map((l) => `"${l.limitName}" (${l.used} of ${l.limit} per ${l.period})`).join(', ') : 'a usage limit';
+  const when = decision.retryAfter === null ? 'It does not reset on its own; raise the limit or contact support.' : `Retry in ${decision.retryAfter} s.`;
+  return `Limit exceeded: ${names}. ${when}`;
+}
+
+/** The body of a 429: `{ error: { code: 'limit_exceeded', message, limits } }` with every limit's status. */
+export function limitExceededBody(decision: Decision): ErrorBody {
+  return { error: { code: 'limit_exceeded', message: limitExceededMessage(decision), limits: decision.limits } };
+}
+
+/**
+ * Everything a denied request answers: status 429, the rate-limit headers, `Retry-After` when
+ * the blocking windows reset, and the JSON body.
+ */
+export function limitExceededResponse(decision: Decision, options: HeaderOptions): { status: 429; headers: Record<string, string>; body: ErrorBody } {
+  const headers = rateLimitHeaders(decision.limits, options);
+  if (decision.retryAfter !== null) headers['Retry-After'] = String(decision.retryAfter);
+  return { status: 429, headers, body: limitExceededBody(decision) };
+}
+
+/** The answer when the route cannot tell which customer is calling: 401. */
+export function customerRequiredResponse(): { status: 401; body: ErrorBody } {
+  return {
+    status: 401,
+    body: errorBody('customer_required', 'This route is metered per customer and the request did not say which customer it is for. Authenticate and try again.'),
+  };
+}
+
+/** The answer when the store failed and the route's policy is `closed`: 503. */
+export function storeUnavailableResponse(): { status: 503; body: ErrorBody } {
+  return {
+    status: 503,
+    body: errorBody('store_unavailable', 'Usage limits cannot be checked right now, so this metered route is refusing requests. Try again shortly.'),
+  };
+}
+
+// ── the per-request session ──────────────────────────────────────────────────
+
+/** What a metered request's handler can do, exposed as `req.tollgate` by the adapters. */
+export interface RequestMetering {
+  /** The answer the request got before its handler ran. */
+  readonly decision: Decision;
+  /**
+   * Reports usage learned while handling the request (tokens from a model call). Amounts add
+   * up across calls and with the adapter's `values` option, key by key.
+   * @example req.tollgate.add({ tokens: result.usage.totalTokens })
+   */
+  add(values: Values): void;
+  /**
+   * Adds or overrides dimensions of the recorded event.
+   * @example req.tollgate.setDimensions({ model: 'gpt-4o' })
+   */
+  setDimensions(dimensions: Dimensions): void;
+  /** Records nothing for this request and releases its hold. */
+  skip(): void;
+}
+
+export interface MeteringInput {
+  customerId: string;
+  eventType: string;
+  dimensions?: Dimensions;
+  /** Given: reserve it (atomic). Absent: check only, then record after. */
+  estimate?: Values;
+  /** Default `'open'`. Applies to thrown store errors and overrides the engine's own policy answer. */
+  onStoreError?: StoreErrorPolicy;
+}
+
+/** A {@link RequestMetering} plus the adapter's side: settle it exactly once. */
+export interface MeteringSession extends RequestMetering {
+  readonly settled: boolean;
+  /**
+   * Ends the request's metering; only the first call does anything. With `record`, commits the
+   * reservation (or records the event) with the reported values, the estimate standing in for
+   * keys nobody reported; without, releases the hold. Never rejects: a store failure at this
+   * point cannot change the answer any more, so it is emitted as a process warning
+   * (`TOLLGATE_RECORD_FAILED`).
+   */
+  settle(outcome: { record: boolean; values?: Values }): Promise<void>;
+}
+
+function isStoreFailure(error: unknown): boolean {
+  if (!TollgateError.isInstance(error)) return true;
+  return error.code === 'store_unavailable' || error.code === 'store_timeout';
+}
+
+function warnRecordFailed(error: unknown): void {
+  const message = `Tollgate could not settle a metered request: ${(error as Error)?.message ?? error}`;
+  process.emitWarning(message, { code: 'TOLLGATE_RECORD_FAILED', detail: 'The response was already decided; the usage of this request may be missing.' });
+}
+
+function addValues(into: Values, values: Values): void {
+  for (const k in values) into[k] = (into[k] ?? 0) + values[k];
+}
+
+class Session implements MeteringSession {
+  settled = false;
+  private reported: Values | null = null;
+  private extraDimensions: Dimensions | null = null;
+  private skipped = false;
+
+  constructor(
+    private readonly tollgate: Tollgate,
+    private readonly input: MeteringInput,
+    readonly decision: Decision,
+    private readonly reservation: Reservation | null,
+  ) {}
+
+  add(values: Values): void {
+    const valid = parse(valuesSchema, values, 'req.tollgate.add(values)');
+    if (this.reported === null) this.reported = {};
+    addValues(this.reported, valid);
+  }
+
+  setDimensions(dimensions: Dimensions): void {
+    const valid = parse(dimensionsSchema, dimensions, 'req.tollgate.setDimensions(dimensions)');
+    this.extraDimensions = { ...this.extraDimensions, ...valid };
+  }
+
+  skip(): void {
+    this.skipped = true;
+  }
+
+  async settle(outcome: { record: boolean; values?: Values }): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    if (!this.decision.allowed) return;
+    const reservation = this.reservation;
+    try {
+      if (!outcome.record || this.skipped) {
+        await reservation?.release();
+        return;
+      }
+      let values: Values | undefined;
+      if (this.reported !== null || outcome.values !== undefined) {
+        const reported: Values = {};
+        if (outcome.values) addValues(reported, outcome.values);
+        if (this.reported) addValues(reported, this.reported);
+        values = { ...this.input.estimate, ...reported };
+      }
+      const dimensions = this.extraDimensions === null ? this.input.dimensions : { ...this.input.dimensions, ...this.extraDimensions };
+      if (reservation?.allowed) {
+        const commit: CommitInput = {};
+        if (values !== undefined) commit.values = values;
+        if (this.extraDimensions !== null) commit.dimensions = this.extraDimensions;
+        await reservation.commit(commit);
+      } else {
+        // A plain check, or a store failure that the route let through without a hold.
+        const event: RecordEventInput = { customerId: this.input.customerId, eventType: this.input.eventType };
+        const recordedValues = values ?? this.input.estimate;
+        if (recordedValues !== undefined) event.values = recordedValues;
+        if (dimensions !== undefined) event.dimensions = dimensions;
+        await this.tollgate.events.record(event);
+      }
+    } catch (error) {
+      warnRecordFailed(error);
+    }
+  }
+}
+
+/**
+ * Decides a request before its handler runs: `reserve` when an estimate is given (atomic: N
+ * concurrent requests for the last units get exactly as many allowances as fit), else
+ * `limits.check`. Store failures follow `onStoreError` and show in `decision.reason`. Other
+ * errors, such as `invalid_request` from bad dimensions, are thrown.
+ *
+ * @example
+ * const metering = await meterRequest(tollgate, { customerId, eventType: 'llm.completion', estimate: { tokens: 2000 } });
+ * if (!metering.decision.allowed) return reply(limitExceededResponse(metering.decision, headerOptions));
+ * // ... run the handler, then, once:
+ * await metering.settle({ record: status < 400 });
+ */
+export async function meterRequest(tollgate: Tollgate, input: MeteringInput): Promise<MeteringSession> {
+  const policy = input.onStoreError ?? 'open';
+  let decision: Decision;
+  let reservation: Reservation | null = null;
+  try {
+    if (input.estimate !== undefined) {
+      const reserve: ReserveInput = { customerId: input.customerId, eventType: input.eventType, estimate: input.estimate };
+      if (input.dimensions !== undefined) reserve.dimensions = input.dimensions;
+      reservation = await tollgate.reserve(reserve);
+      decision = { allowed: reservation.allowed, reason: reservation.reason, limits: reservation.limits, retryAfter: reservation.retryAfter };
+    } else {
+      const check: CheckInput = { customerId: input.customerId, eventType: input.eventType };
+      if (input.dimensions !== undefined) check.dimensions = input.dimensions;
+      const checked = await tollgate.limits.check(check);
+      decision = checked;
+    }
+  } catch (error) {
+    if (!isStoreFailure(error)) throw error;
+    decision = { allowed: policy === 'open', reason: policy === 'open' ? 'store_error_open' : 'store_error_closed', limits: [], retryAfter: null };
+  }
+  // The route's policy outranks the engine's when the engine answered for a failed store.
+  if (decision.reason !== 'limits' && input.onStoreError !== undefined) {
+    const allowed = policy === 'open';
+    if (decision.allowed && !allowed) await reservation?.release().catch(() => {});
+    decision = { ...decision, allowed, reason: allowed ? 'store_error_open' : 'store_error_closed' };
+  }
+  return new Session(tollgate, input, decision, reservation);
+}

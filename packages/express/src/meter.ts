@@ -1,0 +1,122 @@
+import {
+  customerRequiredResponse,
+  limitExceededBody,
+  meterRequest,
+  rateLimitHeaders,
+  storeUnavailableResponse,
+  type Decision,
+  type HeaderOptions,
+  type MeteringSession,
+  type Tollgate,
+} from '@tollgate/core';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { validateOptions, type MeterOptions } from './options.js';
+
+function setHeaders(res: Response, headers: Record<string, string>): void {
+  for (const name in headers) res.setHeader(name, headers[name]);
+}
+
+const defaultRecordWhen = (_req: Request, res: Response) => res.statusCode < 400;
+
+function defaultOnLimitExceeded(_req: Request, res: Response, _next: NextFunction, decision: Decision): void {
+  res.status(429).json(limitExceededBody(decision));
+}
+
+function defaultOnMissingCustomer(_req: Request, res: Response): void {
+  const { status, body } = customerRequiredResponse();
+  res.status(status).json(body);
+}
+
+/**
+ * Meters a route or router: decides before the handler (reserving `estimate` when given,
+ * else checking), answers 429 when a limit denies, and records the request exactly once when
+ * the response finishes, or when the client disconnects first.
+ *
+ * A client that disconnects before the response finished is recorded like a finished request:
+ * `recordWhen` sees the status the response had by then (200 unless the handler set another),
+ * and the values are what the handler reported up to then, the estimate standing in for the
+ * rest, because the work (a model call) was usually started and paid for. Usage the handler
+ * reports after the disconnect is not counted. A client gone before the decision was made
+ * never reaches the handler: its hold is released.
+ *
+ * @example
+ * app.post('/v1/chat', meter(tollgate, {
+ *   customerId: (req) => req.header('x-customer-id'),
+ *   eventType: 'llm.completion',
+ *   estimate: (req) => ({ tokens: req.body.max_tokens ?? 1000 }),
+ * }), async (req, res) => {
+ *   const result = await generateText({ ... });
+ *   req.tollgate!.add({ tokens: result.usage.totalTokens });
+ *   res.json({ text: result.text });
+ * });
+ */
+export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler {
+  validateOptions(tollgate, options);
+  const eventType = options.eventType ?? 'http.request';
+  const { customerId, dimensions, estimate, values, onStoreError } = options;
+  const recordWhen = options.recordWhen ?? defaultRecordWhen;
+  const onLimitExceeded = options.onLimitExceeded ?? defaultOnLimitExceeded;
+  const onMissingCustomer = options.onMissingCustomer ?? defaultOnMissingCustomer;
+  const headerOptions: HeaderOptions = {
+    standardHeaders: options.standardHeaders === undefined ? 'draft-6' : options.standardHeaders,
+    legacyHeaders: options.legacyHeaders ?? false,
+  };
+  const sendsHeaders = headerOptions.standardHeaders !== false || headerOptions.legacyHeaders;
+
+  async function decide(req: Request, res: Response, next: NextFunction): Promise<void> {
+    const customer = await customerId(req);
+    if (customer === undefined || customer === null || customer === '') return onMissingCustomer(req, res, next);
+    const session = await meterRequest(tollgate, {
+      customerId: customer,
+      eventType,
+      dimensions: typeof dimensions === 'function' ? await dimensions(req) : dimensions,
+      estimate: typeof estimate === 'function' ? await estimate(req) : estimate,
+      onStoreError,
+    });
+    const { decision } = session;
+
+    if (!decision.allowed) {
+      if (decision.reason === 'store_error_closed') {
+        const { status, body } = storeUnavailableResponse();
+        res.status(status).json(body);
+        return;
+      }
+      if (sendsHeaders) setHeaders(res, rateLimitHeaders(decision.limits, headerOptions));
+      if (decision.retryAfter !== null) res.setHeader('Retry-After', String(decision.retryAfter));
+      return onLimitExceeded(req, res, next, decision);
+    }
+
+    if (res.closed || res.destroyed) {
+      await session.settle({ record: false });
+      return;
+    }
+    req.tollgate = session;
+    if (sendsHeaders) setHeaders(res, rateLimitHeaders(decision.limits, headerOptions));
+    watch(req, res, session);
+    next();
+  }
+
+  function watch(req: Request, res: Response, session: MeteringSession): void {
+    // 'close' comes after 'finish' on every response, and alone when the client left first.
+    res.once('close', () => void settle(req, res, session));
+  }
+
+  async function settle(req: Request, res: Response, session: MeteringSession): Promise<void> {
+    let record: boolean;
+    let reported;
+    try {
+      record = recordWhen(req, res);
+      reported = record && values ? await values(req, res) : undefined;
+    } catch (error) {
+      // The answer is gone; a throwing callback must not leave the hold behind.
+      await session.settle({ record: false });
+      process.emitWarning(`Tollgate meter(): recordWhen or values threw, so the request was not recorded: ${(error as Error)?.message ?? error}`, { code: 'TOLLGATE_RECORD_FAILED' });
+      return;
+    }
+    await session.settle({ record, values: reported });
+  }
+
+  return function tollgateMeter(req, res, next) {
+    decide(req, res, next).catch(next);
+  };
+}
