@@ -521,7 +521,10 @@ class Engine {
   /** Definitions and the customer's window context; synchronous when both are cached. */
   private prepare(customerId: string, create: boolean, at: number): Prepared | Promise<Prepared> {
     const defs = this.definitions();
-    if (defs instanceof Promise) return defs.then((d) => this.prepare(customerId, create, at));
+    return defs instanceof Promise ? defs.then((d) => this.withContext(d, customerId, create, at)) : this.withContext(defs, customerId, create, at);
+  }
+
+  private withContext(defs: Definitions, customerId: string, create: boolean, at: number): Prepared | Promise<Prepared> {
     const context = create || this.needsCustomer(defs, customerId) ? this.customerContext(customerId, create, at) : this.defaultContext(at);
     return context instanceof Promise ? context.then((c) => ({ defs, context: c })) : { defs, context };
   }

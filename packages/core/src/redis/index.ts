@@ -56,7 +56,7 @@ function tag(customerId: string): string {
 
 function slotKeys(prefix: string, slot: CounterSlot): string[] {
   const base = `${prefix}{${tag(slot.customerId)}}:${slot.limitKey}:${slot.windowStart}`;
-  return [`${base}:s`, `${base}:h`, `${base}:d`, `${base}:e`];
+  return [`${base}:s`, `${base}:d`, `${base}:e`];
 }
 
 function scriptSlot(slot: CounterSlot): ScriptSlot {
@@ -119,7 +119,9 @@ class RedisCounters implements CounterStore {
         throw new TollgateError('store_unavailable', 'redisCounters needs the ioredis package: npm install ioredis', { cause });
       }
       const RedisClass = (mod.default ?? (mod as unknown as { Redis: typeof mod.default }).Redis) as unknown as new (url: string, o: RedisOptions) => Redis;
-      const client = new RedisClass(this.options.url!, { maxRetriesPerRequest: 2, enableAutoPipelining: true, ...this.options.redisOptions });
+      // No auto-pipelining by default: it defers every command a tick, which costs a sequential
+      // decision more than the batching saves.
+      const client = new RedisClass(this.options.url!, { maxRetriesPerRequest: 2, ...this.options.redisOptions });
       // Connection errors surface through the commands (and the engine's onStoreError policy).
       client.on('error', () => {});
       this.client = client as unknown as ScriptClient;
@@ -174,7 +176,7 @@ class RedisCounters implements CounterStore {
               for (const s of item.slots) keys.push(...slotKeys(this.prefix, s));
               return item;
             });
-            const holdKeyIndexes = items.map((item) => (item.holdSlots ?? []).map((s) => keys.push(slotKeys(this.prefix, s)[1])));
+            const holdKeyIndexes = items.map((item) => (item.holdSlots ?? []).map((s) => keys.push(slotKeys(this.prefix, s)[0])));
             const payload = {
               type: 'record',
               slotCount: items.reduce((n, item) => n + item.slots.length, 0),

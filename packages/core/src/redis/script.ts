@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 
 /**
- * The one script every counters decision runs. It mirrors `slots.ts` line for line: state per
- * slot in a hash (`s`), holds in a hash of `amount|expiresAt` (`h`), distinct values in a set
- * (`d`), ids of events counted recently in a sorted set (`e`, for retries and seeding races).
+ * The one script every counters decision runs. It mirrors `slots.ts` line for line. Per slot, one
+ * hash (`s`) holds the running aggregate, the open holds (`h:<holdId>` = `amount|expiresAt`) and
+ * the fired thresholds (`f:<percent>`), so a check reads each slot with one HGETALL; distinct
+ * values live in a set (`d`) and ids of recently counted events in a sorted set (`e`, for
+ * retries and seeding races).
  *
- * KEYS: four per slot (s, h, d, e) in the order of `op.slots`, then the hold hashes of the items.
+ * KEYS: three per slot (s, d, e) in the order of `op.slots`, then the hashes holding the items' holds.
  * ARGV[1]: the operation as JSON. Numbers come back as strings to keep every digit.
  */
 export const COUNTERS_SCRIPT = `
@@ -16,15 +18,31 @@ local GRACE = 3600000
 local NULL = cjson.null
 
 local function fmt(x) return string.format('%.17g', x) end
-local function keysOf(i) local b = (i - 1) * 4 return KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4] end
+local function keysOf(i) local b = (i - 1) * 3 return KEYS[b + 1], KEYS[b + 2], KEYS[b + 3] end
 
+-- The slot's state and its live holds ({ amount, expiresAt }); lapsed holds are deleted on the way.
 local function load(sk)
   local raw = redis.call('HGETALL', sk)
-  if #raw == 0 then return nil end
-  local f = {}
-  for j = 1, #raw, 2 do f[raw[j]] = raw[j + 1] end
+  local f, live, lapsed = {}, {}, nil
+  for j = 1, #raw, 2 do
+    local name, v = raw[j], raw[j + 1]
+    if string.sub(name, 1, 2) == 'h:' then
+      local sep = string.find(v, '|', 1, true)
+      local amount, exp = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
+      if exp <= now then
+        lapsed = lapsed or {}
+        lapsed[#lapsed + 1] = name
+      else
+        live[#live + 1] = { amount, exp }
+      end
+    else
+      f[name] = v
+    end
+  end
+  if lapsed then redis.call('HDEL', sk, unpack(lapsed)) end
+  if f.seeded == nil then return nil, live end
   return { c = tonumber(f.c) or 0, s = tonumber(f.s) or 0, d = tonumber(f.d) or 0,
-           mn = tonumber(f.mn), mx = tonumber(f.mx), l = tonumber(f.l), la = tonumber(f.la) }
+           mn = tonumber(f.mn), mx = tonumber(f.mx), l = tonumber(f.l), la = tonumber(f.la) }, live
 end
 
 local function save(sk, st)
@@ -53,19 +71,6 @@ local function valueOf(agg, st)
   elseif agg == 'avg' then if st.c == 0 then return 0 end return st.s / st.c
   elseif agg == 'unique' then return st.d end
   return 0
-end
-
--- Live holds as { amount, expiresAt }; lapsed ones are deleted on the way.
-local function liveHolds(hk)
-  local raw = redis.call('HGETALL', hk)
-  local live = {}
-  for j = 1, #raw, 2 do
-    local v = raw[j + 1]
-    local sep = string.find(v, '|', 1, true)
-    local amount, exp = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
-    if exp <= now then redis.call('HDEL', hk, raw[j]) else live[#live + 1] = { amount, exp } end
-  end
-  return live
 end
 
 local function usedWith(agg, st, live)
@@ -140,16 +145,15 @@ local function reached(slot, used)
 end
 
 if op.type == 'check' or op.type == 'reserve' then
-  local states, missing = {}, {}
+  local states, lives, missing = {}, {}, {}
   for i = 1, #op.slots do
-    local st = load((keysOf(i)))
-    if st == nil then missing[#missing + 1] = i - 1 else states[i] = st end
+    local st, live = load((keysOf(i)))
+    if st == nil then missing[#missing + 1] = i - 1 else states[i] = st; lives[i] = live end
   end
   if #missing > 0 then return cjson.encode({ missing = missing }) end
-  local used, ok, news, lives, allowed = {}, {}, {}, {}, true
+  local used, ok, news, allowed = {}, {}, {}, true
   for i, slot in ipairs(op.slots) do
-    local _, hk, dk = keysOf(i)
-    lives[i] = liveHolds(hk)
+    local _, dk = keysOf(i)
     news[i] = isNewDistinct(slot, dk)
     local u = usedWith(slot.a, states[i], lives[i])
     used[i] = u
@@ -160,10 +164,7 @@ if op.type == 'check' or op.type == 'reserve' then
     for i, slot in ipairs(op.slots) do
       local amount = holdAmount(slot, news[i])
       if amount ~= nil then
-        local _, hk = keysOf(i)
-        redis.call('HSET', hk, op.holdId, fmt(amount) .. '|' .. fmt(op.expiresAt))
-        local ttl = tonumber(op.expiresAt) - now + GRACE
-        if redis.call('PTTL', hk) < ttl then redis.call('PEXPIRE', hk, ttl) end
+        redis.call('HSET', (keysOf(i)), 'h:' .. op.holdId, fmt(amount) .. '|' .. fmt(op.expiresAt))
         lives[i][#lives[i] + 1] = { amount, tonumber(op.expiresAt) }
         used[i] = usedWith(slot.a, states[i], lives[i])
       end
@@ -175,20 +176,20 @@ end
 
 if op.type == 'record' then
   local missing = {}
-  for k = 1, #KEYS / 4 do
-    if k <= op.slotCount and redis.call('EXISTS', KEYS[(k - 1) * 4 + 1]) == 0 then missing[#missing + 1] = k - 1 end
+  for k = 1, op.slotCount do
+    if redis.call('HEXISTS', KEYS[(k - 1) * 3 + 1], 'seeded') == 0 then missing[#missing + 1] = k - 1 end
   end
   if #missing > 0 then return cjson.encode({ missing = missing }) end
   local used, alerts = {}, {}
   local k = 0
   for _, item in ipairs(op.items) do
     if item.holdId then
-      for _, hk in ipairs(item.holdKeys) do redis.call('HDEL', KEYS[hk], item.holdId) end
+      for _, hk in ipairs(item.holdKeys) do redis.call('HDEL', KEYS[hk], 'h:' .. item.holdId) end
     end
     for _, slot in ipairs(item.slots) do
       k = k + 1
-      local sk, hk, dk, ek = keysOf(k)
-      local st = load(sk)
+      local sk, dk, ek = keysOf(k)
+      local st, live = load(sk)
       do
         local counts = slot.c ~= NULL
         if counts then
@@ -206,7 +207,7 @@ if op.type == 'record' then
           save(sk, st)
           expire(slot, sk, dk, ek)
         end
-        local u = usedWith(slot.a, st, liveHolds(hk))
+        local u = usedWith(slot.a, st, live)
         used[k] = fmt(u)
         -- Thresholds are checked even for an event the seed already counted; HSETNX fires each once.
         if slot.c ~= NULL then
@@ -221,17 +222,14 @@ if op.type == 'record' then
 end
 
 if op.type == 'release' then
-  for i = 1, #op.slots do
-    local _, hk = keysOf(i)
-    redis.call('HDEL', hk, op.holdId)
-  end
+  for i = 1, #op.slots do redis.call('HDEL', (keysOf(i)), 'h:' .. op.holdId) end
   return cjson.encode({})
 end
 
 if op.type == 'seed' then
   for i, seed in ipairs(op.seeds) do
-    local sk, hk, dk, ek = keysOf(i)
-    if redis.call('EXISTS', sk) == 0 then
+    local sk, dk, ek = keysOf(i)
+    if redis.call('HEXISTS', sk, 'seeded') == 0 then
       local st = { c = tonumber(seed.c), s = tonumber(seed.s), d = tonumber(seed.d),
                    mn = tonumber(seed.mn), mx = tonumber(seed.mx), l = tonumber(seed.l), la = tonumber(seed.la) }
       save(sk, st)
