@@ -33,13 +33,22 @@ export async function startApp(cwd: string, args: string[], env: Record<string, 
   return {
     url,
     output: () => output,
-    stop: () =>
-      new Promise<void>((resolve) => {
+    stop: async () => {
+      await new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
         setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-      }),
+      });
+      // A Postgres run made its own schema: leave the database as it was.
+      if (env.TOLLGATE_SCHEMA && env.DATABASE_URL) {
+        const { default: pg } = await import('pg');
+        const client = new pg.Client({ connectionString: env.DATABASE_URL });
+        await client.connect();
+        await client.query(`DROP SCHEMA IF EXISTS "${env.TOLLGATE_SCHEMA.replace(/"/g, '')}" CASCADE`);
+        await client.end();
+      }
+    },
   };
 }
 

@@ -12,7 +12,7 @@ export async function storeFromEnv(env = process.env) {
   }
   if (kind === 'postgres') {
     const { postgresStore } = await import('@tollgate/core/postgres');
-    return postgresStore({ connectionString: env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test', schema: env.TOLLGATE_SCHEMA });
+    return postgresStore({ connectionString: env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test' }, { schema: env.TOLLGATE_SCHEMA });
   }
   throw new Error(`TOLLGATE_STORE must be memory, sqlite or postgres (got "${kind}")`);
 }

@@ -19,7 +19,13 @@ class TollgateLifecycle implements OnApplicationShutdown {
 const shared: Provider[] = [
   {
     provide: TOLLGATE,
-    useFactory: (options: TollgateModuleOptions) => (isTollgateInstance(options.tollgate) ? options.tollgate : createTollgate(options.tollgate)),
+    // Waiting for ready() makes a store that cannot start fail the app's start-up, instead of
+    // the app serving requests while every decision falls back to onStoreError.
+    useFactory: async (options: TollgateModuleOptions) => {
+      const tollgate = isTollgateInstance(options.tollgate) ? options.tollgate : createTollgate(options.tollgate);
+      await tollgate.ready();
+      return tollgate;
+    },
     inject: [TOLLGATE_MODULE_OPTIONS],
   },
   { provide: Tollgate, useExisting: TOLLGATE },
