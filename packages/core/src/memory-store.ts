@@ -25,6 +25,8 @@ interface Hold {
 /** One slot's state. A class, so every slot has one hidden shape and the hot path stays monomorphic. */
 class MemorySlot {
   holds: Map<string, Hold> | null = null;
+  /** The earliest expiry among `holds`, so lapsed holds are looked for only once one can have lapsed. */
+  holdsExpireAt = Infinity;
   fired: Set<number> | null = null;
   /** Event ids counted here when events come from another ledger (retry safety). */
   applied: Set<string> | null = null;
@@ -115,7 +117,6 @@ class MemoryStore implements Store {
   private readonly eventsByCustomer = new Map<string, StoredEvent[]>();
   private readonly idempotency = new Map<string, string>();
   private readonly slots = new Map<string, CustomerSlots>();
-  private readonly holdIndex = new Map<string, MemorySlot[]>();
   private operations = 0;
 
   // ── definitions ────────────────────────────────────────────────────────────
@@ -269,8 +270,13 @@ class MemoryStore implements Store {
         s.fired = new Set(reachedThresholds(slot, usedWith(slot.aggregation, s.state, [])));
       }
       this.putSlot(slot, s);
-    } else if (s.holds !== null && s.holds.size > 0) {
-      for (const [id, hold] of s.holds) if (hold.expiresAt <= now) s.holds.delete(id);
+    } else if (s.holds !== null && s.holdsExpireAt <= now) {
+      let next = Infinity;
+      for (const [id, hold] of s.holds) {
+        if (hold.expiresAt <= now) s.holds.delete(id);
+        else if (hold.expiresAt < next) next = hold.expiresAt;
+      }
+      s.holdsExpireAt = next;
     }
     return s;
   }
@@ -322,16 +328,14 @@ class MemoryStore implements Store {
         });
         const allowed = results.every((r) => r.allowed);
         if (op.type === 'reserve' && allowed) {
-          const held: MemorySlot[] = [];
           op.slots.forEach((slot, i) => {
             const s = states[i];
             const amount = holdAmount(slot, this.isNewDistinct(slot, s));
             if (amount === null) return;
             (s.holds ??= new Map()).set(op.holdId, { amount, expiresAt: op.expiresAt });
-            held.push(s);
+            if (op.expiresAt < s.holdsExpireAt) s.holdsExpireAt = op.expiresAt;
             results[i].used = this.usedOf(slot, s);
           });
-          this.holdIndex.set(op.holdId, held);
         }
         return { allowed, slots: results };
       }
@@ -341,7 +345,7 @@ class MemoryStore implements Store {
         const alerts: NonNullable<CounterResult['alerts']> = [];
         for (const item of op.items) {
           const states = item.slots.map((slot) => this.slotFor(slot, op.now));
-          if (item.holdId !== undefined) this.dropHold(item.holdId);
+          if (item.holdId !== undefined) this.dropHold(item.holdId, item.holdSlots ?? []);
           const record = op.persist ? this.insertEvent(item.event) : { id: item.event.id, recorded: true };
           records.push(record);
           item.slots.forEach((slot, i) => {
@@ -371,7 +375,7 @@ class MemoryStore implements Store {
         return { allowed: true, slots, records, alerts };
       }
       case 'release':
-        this.dropHold(op.holdId);
+        this.dropHold(op.holdId, op.slots);
         return { allowed: true, slots: [] };
       case 'seed':
         for (const { slot, state, distinctValues } of op.seeds) {
@@ -382,11 +386,8 @@ class MemoryStore implements Store {
     }
   }
 
-  private dropHold(holdId: string): void {
-    const held = this.holdIndex.get(holdId);
-    if (!held) return;
-    for (const s of held) s.holds?.delete(holdId);
-    this.holdIndex.delete(holdId);
+  private dropHold(holdId: string, slots: CounterSlot[]): void {
+    for (const slot of slots) this.findSlot(slot)?.holds?.delete(holdId);
   }
 
   /** Forgets the state of ended windows; it is rebuilt from the ledger if an event lands there later. */
@@ -396,9 +397,6 @@ class MemoryStore implements Store {
       for (const [key, s] of own.latest) if (ended(s)) own.latest.delete(key);
       for (const [key, s] of own.earlier) if (ended(s)) own.earlier.delete(key);
       if (own.latest.size === 0 && own.earlier.size === 0) this.slots.delete(customerId);
-    }
-    for (const [id, held] of this.holdIndex) {
-      if (!held.some((s) => (s.holds?.get(id)?.expiresAt ?? 0) > now)) this.holdIndex.delete(id);
     }
   }
 

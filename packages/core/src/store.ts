@@ -212,7 +212,8 @@ export interface ReserveOperation {
 
 /**
  * One event to count. `holdId`: drop that hold in the same step (a committed reservation);
- * `holdSlots` are the slots the reservation held, which may differ from the event's.
+ * `holdSlots` are the slots the reservation held (which may differ from the event's), where a
+ * store finds the hold.
  */
 export interface RecordItem {
   event: StoredEvent;

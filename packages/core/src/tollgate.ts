@@ -51,6 +51,7 @@ import {
   type CounterStore,
   type EventQuery,
   type LedgerStore,
+  type MeterSource,
   type RecordItem,
   type StoredEvent,
 } from './store.js';
@@ -210,13 +211,63 @@ interface Prepared {
   context: CustomerContext;
 }
 
-interface Applied {
-  limit: Limit;
-  meter: Meter;
-  window: CachedWindow;
+/**
+ * A counter slot as the engine builds it: the contract's fields plus the limit, meter and window
+ * it stands for (which the statuses are made from). `key` and `source` are built only when a
+ * store reads them: the memory store needs `source` only for a slot it has never seen.
+ */
+class LimitSlot implements CounterSlot {
+  readonly limitId: string;
+  readonly aggregation: Meter['aggregation'];
+  readonly limitValue: number;
+  readonly mode: Limit['mode'];
+  readonly windowStart: number;
+  readonly windowEnd: number | null;
+
+  constructor(
+    readonly limit: Limit,
+    readonly meter: Meter,
+    readonly window: CachedWindow,
+    readonly limitKey: string,
+    readonly customerId: string,
+    readonly contribution: number | string | null,
+    readonly thresholds: number[],
+  ) {
+    this.limitId = limit.id;
+    this.aggregation = meter.aggregation;
+    this.limitValue = limit.limitValue;
+    this.mode = limit.mode;
+    this.windowStart = window.start;
+    this.windowEnd = window.end;
+  }
+
+  get key(): string {
+    return `${this.limitKey}|${this.customerId}|${this.windowStart}`;
+  }
+
+  get source(): MeterSource {
+    return {
+      aggregation: this.meter.aggregation,
+      field: this.meter.field,
+      eventFilter: this.meter.eventFilter,
+      dimensionFilters: this.limit.dimensionFilters,
+      customerId: this.customerId,
+      startDate: this.window.start,
+      endDate: this.window.end,
+    };
+  }
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
+let lastIsoMs = Number.NaN;
+let lastIso = '';
+/** ISO string of Unix ms; remembers the last one, as calls in one millisecond repeat it. */
+function iso(ms: number): string {
+  if (ms !== lastIsoMs) {
+    lastIso = new Date(ms).toISOString();
+    lastIsoMs = ms;
+  }
+  return lastIso;
+}
 
 function storeFailure(error: unknown, what: string): TollgateError {
   if (TollgateError.isInstance(error)) return error;
@@ -430,36 +481,12 @@ class Engine {
 
   // ── slots and decisions ──────────────────────────────────────────────────
 
-  private slotsFor(defs: Definitions, applied: Applied[], customerId: string, contribution: (meter: Meter) => number | string | null): CounterSlot[] {
-    return applied.map(({ limit, meter, window }) => {
-      const limitKey = defs.limitKeys.get(limit.id)!;
-      return {
-      key: `${limitKey}|${customerId}|${window.start}`,
-      limitKey,
-      limitId: limit.id,
-      customerId,
-      windowStart: window.start,
-      windowEnd: window.end,
-      aggregation: meter.aggregation,
-      limitValue: limit.limitValue,
-      mode: limit.mode,
-      contribution: contribution(meter),
-      thresholds: defs.thresholds.get(limit.id)!,
-      source: {
-        aggregation: meter.aggregation,
-        field: meter.field,
-        eventFilter: meter.eventFilter,
-        dimensionFilters: limit.dimensionFilters,
-        customerId,
-        startDate: window.start,
-        endDate: window.end,
-      },
-      };
-    });
-  }
-
-  private applicable(defs: Definitions, target: Target, strict: boolean, at: number, context: CustomerContext): Applied[] {
-    return applicableLimits(defs.limits, defs.meters, target, strict).map(({ limit, meter }) => ({ limit, meter, window: this.windowOf(limit, at, context) }));
+  /** The slots of every limit that applies to `target`, in the windows containing `at`. */
+  private slotsFor(defs: Definitions, target: Target, strict: boolean, at: number, context: CustomerContext, contribution: (meter: Meter) => number | string | null): LimitSlot[] {
+    return applicableLimits(defs.limits, defs.meters, target, strict).map(
+      ({ limit, meter }) =>
+        new LimitSlot(limit, meter, this.windowOf(limit, at, context), defs.limitKeys.get(limit.id)!, target.customerId, contribution(meter), defs.thresholds.get(limit.id)!),
+    );
   }
 
   private needsCustomer(defs: Definitions, customerId: string): boolean {
@@ -529,15 +556,15 @@ class Engine {
     return context instanceof Promise ? context.then((c) => ({ defs, context: c })) : { defs, context };
   }
 
-  private statuses(applied: Applied[], slots: CounterSlot[], result: CounterResult): LimitStatus[] {
+  private statuses(slots: LimitSlot[], result: { slots: CounterResult['slots'] }): LimitStatus[] {
     if (result.slots.length === 0) return [];
-    return applied.map(({ limit, window }, i) => {
+    return slots.map(({ limit, window, customerId }, i) => {
       const { used, allowed } = result.slots[i];
       return {
         limitId: limit.id,
         limitName: limit.name,
         meterId: limit.meterId,
-        customerId: slots[i].customerId,
+        customerId,
         mode: limit.mode,
         period: limit.period,
         limit: limit.limitValue,
@@ -575,8 +602,7 @@ class Engine {
   }
 
   private buildItem(event: StoredEvent, context: CustomerContext, defs: Definitions, hold?: { id: string; slots: CounterSlot[] }): RecordItem {
-    const applied = this.applicable(defs, event, true, event.timestamp, context);
-    const slots = this.slotsFor(defs, applied, event.customerId, (meter) => {
+    const slots = this.slotsFor(defs, event, true, event.timestamp, context, (meter) => {
       if (meter.aggregation === 'count') return 1;
       const v = fieldOf(meter.field, event.values, event.dimensions);
       return v === undefined ? null : v;
@@ -823,11 +849,10 @@ class Engine {
           return { ...this.storePolicy(error), limits: [], retryAfter: null };
         }
         const { defs: d, context } = prepared;
-        const applied = this.applicable(d, parsed, false, at, context);
-        if (applied.length === 0) return { allowed: true, limits: [], reason: 'limits', retryAfter: null };
-        const slots = this.slotsFor(d, applied, parsed.customerId, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
+        const slots = this.slotsFor(d, parsed, false, at, context, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
+        if (slots.length === 0) return { allowed: true, limits: [], reason: 'limits', retryAfter: null };
         const result = await this.decide({ type: 'check', now: at, slots });
-        const limits = this.statuses(applied, slots, result);
+        const limits = this.statuses(slots, result);
         return { allowed: result.allowed, limits, reason: result.reason, retryAfter: result.allowed ? null : retryAfterSeconds(limits, at) };
       },
     },
@@ -882,24 +907,21 @@ class Engine {
       const at = this.clock();
       const id = newId('rsv', at);
       const expiresAt = at + (parsed.ttlMs ?? this.holdTtlMs);
-      let applied: Applied[] = [];
-      let slots: CounterSlot[] = [];
+      let slots: LimitSlot[] = [];
       let result: { allowed: boolean; slots: CounterResult['slots']; reason: DecisionReason };
       try {
         const p = this.prepare(parsed.customerId, true, at);
         const { defs, context } = p instanceof Promise ? await p : p;
-        applied = this.applicable(defs, parsed, false, at, context);
-        slots = this.slotsFor(defs, applied, parsed.customerId, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
-        result = applied.length === 0
+        slots = this.slotsFor(defs, parsed, false, at, context, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
+        result = slots.length === 0
           ? { allowed: true, slots: [], reason: 'limits' }
           : await this.decide({ type: 'reserve', now: at, holdId: id, expiresAt, slots });
       } catch (error) {
         // The ledger failed while resolving the customer or the definitions: the policy decides, and nothing is held.
-        applied = [];
         slots = [];
         result = { ...this.storePolicy(error), slots: [] };
       }
-      const limits = this.statuses(applied, slots, result);
+      const limits = this.statuses(slots, result);
       const retryAfter = result.allowed ? null : retryAfterSeconds(limits, at);
       let settled = false;
       return {
@@ -930,7 +952,7 @@ class Engine {
           return record;
         },
         release: async () => {
-          if (settled || applied.length === 0 || !result.allowed) return;
+          if (settled || slots.length === 0 || !result.allowed) return;
           settled = true;
           await this.counters.apply({ type: 'release', now: this.clock(), holdId: id, slots }).catch((e) => { throw storeFailure(e, 'releasing a reservation'); });
         },
