@@ -1,1 +1,2 @@
-export {};
+export { sqliteStore } from './store.js';
+export type { SqliteConnection, SqliteDatabase, SqliteStoreOptions } from './store.js';

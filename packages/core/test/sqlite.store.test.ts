@@ -1,0 +1,161 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, test } from 'vitest';
+import { STORE_CONTRACT_VERSION, createTollgate, type CreateLimitInput, type CreateMeterInput } from '@tollgate/core';
+import { sqliteStore } from '@tollgate/core/sqlite';
+
+const dir = mkdtempSync(join(tmpdir(), 'tollgate-sqlite-store-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+const freshPath = () => join(dir, `db-${++files}.db`);
+
+const T0 = Date.parse('2026-06-01T12:00:10.000Z');
+const meters: CreateMeterInput[] = [{ id: 'tokens', name: 'Tokens', aggregation: 'sum', field: 'values.tokens' }];
+const limits: CreateLimitInput[] = [{ id: 'per-minute', name: 'Tokens per minute', meterId: 'tokens', limitValue: 100, period: 'minute', alertThresholds: [50] }];
+
+/** A real better-sqlite3 database whose prepared SQL texts are recorded. */
+function recordingDatabase(path: string) {
+  const db = new Database(path);
+  const prepared: string[] = [];
+  const prepare = db.prepare.bind(db);
+  db.prepare = ((source: string) => {
+    prepared.push(source);
+    return prepare(source);
+  }) as typeof db.prepare;
+  return { db, prepared };
+}
+
+function plan(db: Database.Database, sql: string): string {
+  const params = Object.fromEntries([...new Set(sql.match(/@p\d+/g) ?? [])].map((p) => [p.slice(1), 0]));
+  return (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as Array<{ detail: string }>).map((r) => r.detail).join('\n');
+}
+
+describe('sqliteStore', () => {
+  test('declares what it is: ledger and counters, shared between processes, durable', () => {
+    expect(sqliteStore({ path: freshPath() }).capabilities).toEqual({ contract: STORE_CONTRACT_VERSION, ledger: true, counters: true, shared: true, durable: true });
+  });
+
+  test('rejects a connection that is neither a path nor a database', () => {
+    expect(() => sqliteStore({} as never)).toThrow(expect.objectContaining({ code: 'invalid_request' }));
+    expect(() => sqliteStore({ path: '' })).toThrow(expect.objectContaining({ code: 'invalid_request' }));
+    expect(() => sqliteStore({ database: {} as never })).toThrow(expect.objectContaining({ code: 'invalid_request' }));
+  });
+
+  test('says what went wrong when the file cannot be opened', async () => {
+    const store = sqliteStore({ path: join(dir, 'missing-directory', 'x.db') });
+    await expect(store.init!()).rejects.toMatchObject({ code: 'store_unavailable', message: expect.stringContaining('missing-directory') });
+  });
+
+  test('keeps events, definitions and counters across a restart', async () => {
+    const path = freshPath();
+    let clock = T0;
+    const first = createTollgate({ store: sqliteStore({ path }), meters, limits, now: () => clock });
+    await first.events.record({ customerId: 'c', eventType: 'llm', values: { tokens: 40 } });
+    const held = await first.reserve({ customerId: 'c', eventType: 'llm', estimate: { tokens: 30 } });
+    expect(held.allowed).toBe(true);
+    await first.close();
+
+    const second = createTollgate({ store: sqliteStore({ path }), now: () => clock });
+    expect((await second.limits.check({ customerId: 'c' })).limits[0]).toMatchObject({ limitId: 'per-minute', used: 70 });
+    expect(await second.events.getSummary()).toEqual({ totalEvents: 1, values: { tokens: 40 } });
+    expect((await second.customers.retrieve('c')).id).toBe('c');
+    clock += 60_000;
+    expect((await second.limits.check({ customerId: 'c' })).limits[0].used).toBe(0);
+    await second.close();
+  });
+
+  test('applies versioned migrations once, and refuses a schema newer than it knows', async () => {
+    const path = freshPath();
+    for (let i = 0; i < 3; i++) {
+      const store = sqliteStore({ path });
+      await store.init!();
+      await store.close!();
+    }
+    const db = new Database(path);
+    expect(db.prepare('SELECT version, name FROM tollgate_migrations').all()).toEqual([{ version: 1, name: 'ledger and counters' }]);
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    db.prepare('INSERT INTO tollgate_migrations (version, name, applied_at) VALUES (99, ?, 0)').run('from the future');
+    db.close();
+    await expect(sqliteStore({ path }).init!()).rejects.toMatchObject({ code: 'store_unavailable', message: expect.stringContaining('newer') });
+  });
+
+  test('uses an injected database as it is and leaves it open', async () => {
+    const db = new Database(freshPath());
+    const tollgate = createTollgate({ store: sqliteStore({ database: db }), meters });
+    await tollgate.events.record({ customerId: 'c', eventType: 'llm', values: { tokens: 1 } });
+    await tollgate.close();
+    expect(db.open).toBe(true);
+    expect(db.prepare('SELECT count(*) AS n FROM tollgate_events').get()).toEqual({ n: 1 });
+    db.close();
+  });
+
+  test('answers a check from a read snapshot while another connection holds the write lock', async () => {
+    const path = freshPath();
+    const tollgate = createTollgate({ store: sqliteStore({ path }, { busyTimeoutMs: 50 }), meters, limits, now: () => T0 });
+    await tollgate.events.record({ customerId: 'c', eventType: 'llm', values: { tokens: 60 } });
+    expect((await tollgate.limits.check({ customerId: 'c' })).limits[0].used).toBe(60);
+
+    const other = new Database(path);
+    other.prepare('BEGIN IMMEDIATE').run();
+    try {
+      // Readers never wait for the writer in WAL mode.
+      expect((await tollgate.limits.check({ customerId: 'c' })).limits[0].used).toBe(60);
+      // A write waits busyTimeoutMs, then fails without changing anything.
+      await expect(tollgate.events.record({ customerId: 'c', eventType: 'llm', values: { tokens: 1 } })).rejects.toMatchObject({ code: 'store_unavailable' });
+    } finally {
+      other.prepare('ROLLBACK').run();
+      other.close();
+    }
+    expect(await tollgate.events.getSummary()).toEqual({ totalEvents: 1, values: { tokens: 60 } });
+    await tollgate.close();
+  });
+
+  test('pages events by keyset on an index, never OFFSET, and sorts nothing in memory', async () => {
+    const { db, prepared } = recordingDatabase(freshPath());
+    const tollgate = createTollgate({ store: sqliteStore({ database: db }) });
+    await tollgate.events.batchIngest({ events: Array.from({ length: 30 }, (_, i) => ({ customerId: `c${i % 3}`, eventType: 'llm', values: { tokens: i } })) });
+    const page = await tollgate.events.list({ customerId: 'c1', limit: 4 });
+    await tollgate.events.list({ customerId: 'c1', limit: 4, cursor: page.nextCursor! });
+    await tollgate.events.list({ limit: 4, cursor: page.nextCursor! });
+    const lists = prepared.filter((sql) => sql.includes('ORDER BY timestamp_ms DESC, id DESC'));
+    expect(lists.length).toBeGreaterThanOrEqual(3);
+    for (const sql of lists) {
+      expect(sql).not.toMatch(/OFFSET/i);
+      const p = plan(db, sql);
+      expect(p).toMatch(/USING (COVERING )?INDEX tollgate_events_(customer_)?time/);
+      expect(p).not.toMatch(/TEMP B-TREE/);
+    }
+    await tollgate.close();
+    db.close();
+  });
+
+  test('sweeps ended windows and lapsed holds, and rebuilds a swept window from the ledger', async () => {
+    const path = freshPath();
+    let clock = T0;
+    const alerts: number[] = [];
+    const tollgate = createTollgate({ store: sqliteStore({ path }), meters, limits, now: () => clock, onAlert: (a) => { alerts.push(a.threshold); } });
+    await tollgate.events.record({ customerId: 'c', eventType: 'llm', values: { tokens: 60 } });
+    const held = await tollgate.reserve({ customerId: 'c', eventType: 'llm', estimate: { tokens: 20 }, ttlMs: 1000 });
+    expect(held.allowed).toBe(true);
+    expect(alerts).toEqual([50]);
+    const db = new Database(path, { readonly: true });
+    const rows = () => db.prepare("SELECT (SELECT count(*) FROM tollgate_counters WHERE customer_id = 'c') AS counters, (SELECT count(*) FROM tollgate_counter_holds) AS holds, (SELECT count(*) FROM tollgate_counter_alerts) AS alerts").get();
+    expect(rows()).toEqual({ counters: 1, holds: 1, alerts: 1 });
+
+    clock += 120_000;
+    // Reservations and releases count as writes; one of them triggers the sweep.
+    for (let i = 0; i < 8192; i++) await (await tollgate.reserve({ customerId: 'nobody-limited', eventType: 'none', estimate: {} })).release();
+    expect(rows()).toEqual({ counters: 0, holds: 0, alerts: 0 });
+
+    // A late event for the swept window: the slot is rebuilt from the ledger, and its
+    // threshold, already reached when the window ended, does not alert again.
+    await tollgate.events.record({ customerId: 'c', eventType: 'llm', values: { tokens: 10 }, timestamp: new Date(T0) });
+    expect(alerts).toEqual([50]);
+    expect((await tollgate.meters.query('tokens', { customerId: 'c', startDate: new Date(T0 - 10_000), endDate: new Date(T0 + 50_000) })).value).toBe(70);
+    expect(db.prepare("SELECT event_count, value_sum FROM tollgate_counters WHERE customer_id = 'c'").get()).toEqual({ event_count: 2, value_sum: 70 });
+    db.close();
+    await tollgate.close();
+  }, 60_000);
+});
