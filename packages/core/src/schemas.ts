@@ -18,7 +18,7 @@ export const idSchema = z.string().min(1, 'must not be empty').max(256, 'must be
  * A record whose keys are checked on the raw input: zod drops a `__proto__` key silently, and
  * such a key must be rejected, not ignored.
  */
-function keyedRecord<V extends z.ZodType>(value: V): z.ZodType<Record<string, z.output<V>>, Record<string, z.input<V>>> {
+function keyedRecord<V extends z.ZodType>(value: V, keys: z.ZodType<string> = key): z.ZodType<Record<string, z.output<V>>, Record<string, z.input<V>>> {
   return z.preprocess((input, ctx) => {
     if (input && typeof input === 'object' && !Array.isArray(input)) {
       for (const k of Object.keys(input)) {
@@ -26,7 +26,7 @@ function keyedRecord<V extends z.ZodType>(value: V): z.ZodType<Record<string, z.
       }
     }
     return input;
-  }, z.record(key, value)) as unknown as z.ZodType<Record<string, z.output<V>>, Record<string, z.input<V>>>;
+  }, z.record(keys, value)) as unknown as z.ZodType<Record<string, z.output<V>>, Record<string, z.input<V>>>;
 }
 
 export const dimensionsSchema = keyedRecord(z.string().max(256, 'dimension values must be at most 256 characters'))
@@ -139,6 +139,8 @@ export const updateLimitSchema = z
   .strict();
 
 const metadataSchema = keyedRecord(z.unknown());
+/** Free JSON; only the keys that would reach an object's prototype are refused. */
+const propertiesSchema = keyedRecord(z.unknown(), z.string());
 
 export const createCustomerSchema = z
   .object({
@@ -168,7 +170,7 @@ export const recordEventSchema = z
     eventType: eventTypeSchema,
     values: valuesSchema.optional(),
     dimensions: dimensionsSchema.optional(),
-    properties: z.record(z.string(), z.unknown()).optional(),
+    properties: propertiesSchema.optional(),
     timestamp: dateSchema.optional(),
     idempotencyKey: z.string().min(1).max(256).optional(),
   })
@@ -237,7 +239,7 @@ export const commitSchema = z
   .object({
     values: valuesSchema.optional(),
     dimensions: dimensionsSchema.optional(),
-    properties: z.record(z.string(), z.unknown()).optional(),
+    properties: propertiesSchema.optional(),
     timestamp: dateSchema.optional(),
   })
   .strict();

@@ -84,6 +84,7 @@ describe('bad input is rejected with invalid_request naming the field, and chang
     const t = setup();
     await rejects(t.events.record(ev({ dimensions: JSON.parse('{"__proto__": "x"}') })), 'dimensions.__proto__');
     await rejects(t.events.record(ev({ values: JSON.parse('{"constructor": 1}') })), 'values.constructor');
+    await rejects(t.events.record(ev({ properties: JSON.parse('{"__proto__": {"admin": true}}') })), 'properties.__proto__');
     expect(({} as Record<string, unknown>).x).toBeUndefined();
     await nothingStored(t);
   });

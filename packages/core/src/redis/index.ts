@@ -1,4 +1,3 @@
-import type { Redis, RedisOptions } from 'ioredis';
 import { TollgateError } from '../errors.js';
 import {
   STORE_CONTRACT_VERSION,
@@ -12,16 +11,26 @@ import { COUNTERS_SCRIPT, COUNTERS_SCRIPT_SHA } from './script.js';
 
 export { COUNTERS_SCRIPT, COUNTERS_SCRIPT_SHA };
 
+/**
+ * The part of an ioredis `Redis` or `Cluster` the counters use. Declared here so the types of
+ * `@tollgate/core/redis` need no ioredis installed to compile; pass the real client.
+ */
+export interface RedisScriptClient {
+  evalsha(sha: string, numKeys: number, ...args: string[]): Promise<unknown>;
+  eval(script: string, numKeys: number, ...args: string[]): Promise<unknown>;
+  quit(): Promise<unknown>;
+}
+
 export interface RedisCountersOptions {
   /**
    * An ioredis client (or `Cluster`) you created; it is left open on `close()`.
    * @example redisCounters({ client: new Redis(process.env.REDIS_URL) })
    */
-  client?: Redis;
+  client?: RedisScriptClient;
   /** A Redis URL; Tollgate creates and closes the client. Ignored when `client` is given. */
   url?: string;
-  /** Options for the client Tollgate creates from `url`. */
-  redisOptions?: RedisOptions;
+  /** ioredis options for the client Tollgate creates from `url`, e.g. `{ enableAutoPipelining: true }`. */
+  redisOptions?: Record<string, unknown>;
   /**
    * Prefix of every key, so several apps or test runs share one Redis. Default `'tollgate:'`.
    * Keys look like `tollgate:{customerId}:limitId@rev:windowStart:s`; the `{customerId}` hash tag
@@ -30,12 +39,7 @@ export interface RedisCountersOptions {
   prefix?: string;
 }
 
-/** The ioredis subset the counters need; both `Redis` and `Cluster` fit. */
-interface ScriptClient {
-  evalsha(sha: string, numKeys: number, ...args: string[]): Promise<unknown>;
-  eval(script: string, numKeys: number, ...args: string[]): Promise<unknown>;
-  quit(): Promise<unknown>;
-}
+type ScriptClient = RedisScriptClient;
 
 interface ScriptSlot {
   a: string;
@@ -100,7 +104,7 @@ class RedisCounters implements CounterStore {
         issues: [{ path: 'url', message: 'required when no client is given' }],
       });
     }
-    this.client = (options.client as unknown as ScriptClient) ?? null;
+    this.client = options.client ?? null;
     this.owned = !options.client;
     this.prefix = options.prefix ?? 'tollgate:';
   }
@@ -118,13 +122,13 @@ class RedisCounters implements CounterStore {
       } catch (cause) {
         throw new TollgateError('store_unavailable', 'redisCounters needs the ioredis package: npm install ioredis', { cause });
       }
-      const RedisClass = (mod.default ?? (mod as unknown as { Redis: typeof mod.default }).Redis) as unknown as new (url: string, o: RedisOptions) => Redis;
+      const RedisClass = (mod.default ?? (mod as unknown as { Redis: typeof mod.default }).Redis) as unknown as new (url: string, o: Record<string, unknown>) => ScriptClient & { on(event: string, listener: () => void): void };
       // No auto-pipelining by default: it defers every command a tick, which costs a sequential
       // decision more than the batching saves.
       const client = new RedisClass(this.options.url!, { maxRetriesPerRequest: 2, ...this.options.redisOptions });
       // Connection errors surface through the commands (and the engine's onStoreError policy).
       client.on('error', () => {});
-      this.client = client as unknown as ScriptClient;
+      this.client = client;
       return this.client;
     })();
     return this.connecting;
