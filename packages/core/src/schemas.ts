@@ -12,7 +12,12 @@ const key = z
   .regex(KEY_PATTERN, 'keys must match [A-Za-z0-9_.-]{1,64}')
   .refine((k) => !FORBIDDEN_KEYS.has(k), 'keys __proto__, constructor and prototype are reserved');
 
-export const idSchema = z.string().min(1, 'must not be empty').max(256, 'must be at most 256 characters');
+/** Text every store can keep as given: no NUL (Postgres refuses it) and no lone UTF-16 surrogate (drivers rewrite it). */
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const storable = (s: string) => !UNSTORABLE.test(s);
+const STORABLE = 'must be well-formed Unicode without NUL characters';
+
+export const idSchema = z.string().min(1, 'must not be empty').max(256, 'must be at most 256 characters').refine(storable, STORABLE);
 
 /**
  * A record whose keys are checked on the raw input: zod drops a `__proto__` key silently, and
@@ -29,7 +34,7 @@ function keyedRecord<V extends z.ZodType>(value: V, keys: z.ZodType<string> = ke
   }, z.record(keys, value)) as unknown as z.ZodType<Record<string, z.output<V>>, Record<string, z.input<V>>>;
 }
 
-export const dimensionsSchema = keyedRecord(z.string().max(256, 'dimension values must be at most 256 characters'))
+export const dimensionsSchema = keyedRecord(z.string().max(256, 'dimension values must be at most 256 characters').refine(storable, STORABLE))
   .refine((d) => Object.keys(d).length <= MAX_DIMENSIONS, `at most ${MAX_DIMENSIONS} dimensions`);
 
 export const valuesSchema = keyedRecord(z.number().refine(Number.isFinite, 'values must be finite numbers'))
@@ -90,7 +95,11 @@ const meterShape = {
 
 function checkMeterField(m: { aggregation?: string; field?: string }, ctx: z.RefinementCtx) {
   if (m.aggregation === undefined || m.field === undefined) return;
-  if (m.aggregation === 'count') return;
+  if (m.aggregation === 'count') {
+    // A count counts every matching event; a field would count differently live and on rebuild.
+    if (m.field !== '*') ctx.addIssue({ code: 'custom', path: ['field'], message: "count meters count events: use field '*'" });
+    return;
+  }
   if (m.field === '*') {
     ctx.addIssue({ code: 'custom', path: ['field'], message: `aggregation ${m.aggregation} needs a field such as values.tokens` });
   } else if (m.aggregation === 'unique' ? !m.field.startsWith('dimensions.') : !m.field.startsWith('values.')) {
@@ -172,7 +181,7 @@ export const recordEventSchema = z
     dimensions: dimensionsSchema.optional(),
     properties: propertiesSchema.optional(),
     timestamp: dateSchema.optional(),
-    idempotencyKey: z.string().min(1).max(256).optional(),
+    idempotencyKey: z.string().min(1).max(256).refine(storable, STORABLE).optional(),
   })
   .strict();
 

@@ -118,8 +118,16 @@ describe('bad input is rejected with invalid_request naming the field, and chang
     await rejects(t.events.record(ev({ tokens: 5 })), '(input)');
     await nothingStored(t);
   });
+  test('strings no store could keep as given: NUL and lone surrogates', async () => {
+    const t = setup();
+    await rejects(t.events.record(ev({ customerId: 'a\u0000b' })), 'customerId');
+    await rejects(t.events.record(ev({ dimensions: { model: 'x\uD800' } })), 'dimensions.model');
+    await rejects(t.events.record(ev({ idempotencyKey: '\uDC00' })), 'idempotencyKey');
+    await nothingStored(t);
+  });
   test('meters whose field does not fit the aggregation', async () => {
     const t = setup();
+    await rejects(t.meters.create({ id: 'm', name: 'm', aggregation: 'count', field: 'values.tokens' }), 'field');
     await rejects(t.meters.create({ id: 'm', name: 'm', aggregation: 'sum', field: '*' }), 'field');
     await rejects(t.meters.create({ id: 'm', name: 'm', aggregation: 'unique', field: 'values.tokens' }), 'field');
     await nothingStored(t);
