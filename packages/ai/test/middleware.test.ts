@@ -5,7 +5,6 @@ import { describe, expect, it, vi } from 'vitest';
 import { tollgateMiddleware } from '../src/index.js';
 import { engine, eventsOf, textChunks, textResult, usage } from './helpers.js';
 
-const forCustomer = (customerId: string) => ({ tollgate: { customerId } });
 
 describe('generate', () => {
   it('records one llm.completion event with the reported tokens, latency, model and provider', async () => {

@@ -4,7 +4,6 @@
  * route gives when it does not run. `@tollgate/express` and `@tollgate/nestjs` are thin mappings
  * of their hosts' idioms onto these functions, so both answer the same way.
  */
-import { TollgateError } from './errors.js';
 import { dimensionsSchema, parse, valuesSchema, type CheckInput, type CommitInput, type RecordEventInput, type ReserveInput } from './schemas.js';
 import type { Tollgate, Reservation } from './tollgate.js';
 import type { DecisionReason, Dimensions, LimitStatus, Values } from './types.js';
@@ -241,11 +240,6 @@ export interface MeteringSession extends RequestMetering {
   settle(outcome: { record: boolean; values?: Values }): Promise<void>;
 }
 
-function isStoreFailure(error: unknown): boolean {
-  if (!TollgateError.isInstance(error)) return true;
-  return error.code === 'store_unavailable' || error.code === 'store_timeout';
-}
-
 function warnRecordFailed(error: unknown): void {
   const message = `Tollgate could not settle a metered request: ${(error as Error)?.message ?? error}`;
   process.emitWarning(message, { code: 'TOLLGATE_RECORD_FAILED', detail: 'The response was already decided; the usage of this request may be missing.' });
@@ -336,21 +330,16 @@ export async function meterRequest(tollgate: Tollgate, input: MeteringInput): Pr
   const policy = input.onStoreError ?? 'open';
   let decision: Decision;
   let reservation: Reservation | null = null;
-  try {
-    if (input.estimate !== undefined) {
-      const reserve: ReserveInput = { customerId: input.customerId, eventType: input.eventType, estimate: input.estimate };
-      if (input.dimensions !== undefined) reserve.dimensions = input.dimensions;
-      reservation = await tollgate.reserve(reserve);
-      decision = { allowed: reservation.allowed, reason: reservation.reason, limits: reservation.limits, retryAfter: reservation.retryAfter };
-    } else {
-      const check: CheckInput = { customerId: input.customerId, eventType: input.eventType };
-      if (input.dimensions !== undefined) check.dimensions = input.dimensions;
-      const checked = await tollgate.limits.check(check);
-      decision = checked;
-    }
-  } catch (error) {
-    if (!isStoreFailure(error)) throw error;
-    decision = { allowed: policy === 'open', reason: policy === 'open' ? 'store_error_open' : 'store_error_closed', limits: [], retryAfter: null };
+  // The engine answers a failed store by its own onStoreError policy; the route's, when set, outranks it below.
+  if (input.estimate !== undefined) {
+    const reserve: ReserveInput = { customerId: input.customerId, eventType: input.eventType, estimate: input.estimate };
+    if (input.dimensions !== undefined) reserve.dimensions = input.dimensions;
+    reservation = await tollgate.reserve(reserve);
+    decision = { allowed: reservation.allowed, reason: reservation.reason, limits: reservation.limits, retryAfter: reservation.retryAfter };
+  } else {
+    const check: CheckInput = { customerId: input.customerId, eventType: input.eventType };
+    if (input.dimensions !== undefined) check.dimensions = input.dimensions;
+    decision = await tollgate.limits.check(check);
   }
   // The route's policy outranks the engine's when the engine answered for a failed store.
   if (decision.reason !== 'limits' && input.onStoreError !== undefined) {

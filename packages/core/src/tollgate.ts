@@ -596,12 +596,12 @@ class Engine {
     const context = this.customerContext(event.customerId, true, now);
     const defs = this.definitions();
     if (context instanceof Promise || defs instanceof Promise) {
-      return Promise.all([context, defs]).then(([c, d]) => this.buildItem(event, c, d, hold));
+      return Promise.all([context, defs]).then(([c, d]) => this.buildItem(event, { context: c, defs: d }, hold));
     }
-    return this.buildItem(event, context, defs, hold);
+    return this.buildItem(event, { context, defs }, hold);
   }
 
-  private buildItem(event: StoredEvent, context: CustomerContext, defs: Definitions, hold?: { id: string; slots: CounterSlot[] }): RecordItem {
+  private buildItem(event: StoredEvent, { defs, context }: Prepared, hold?: { id: string; slots: CounterSlot[] }): RecordItem {
     const slots = this.slotsFor(defs, event, true, event.timestamp, context, (meter) => {
       if (meter.aggregation === 'count') return 1;
       const v = fieldOf(meter.field, event.values, event.dimensions);
@@ -903,7 +903,7 @@ class Engine {
 
     reserve: async (input) => {
       const parsed = parse(reserveSchema, input, 'reservation');
-      await this.ensureReady();
+      if (!this.initialized) await this.initializing;
       const at = this.clock();
       const id = newId('rsv', at);
       const expiresAt = at + (parsed.ttlMs ?? this.holdTtlMs);

@@ -39,8 +39,6 @@ export interface RedisCountersOptions {
   prefix?: string;
 }
 
-type ScriptClient = RedisScriptClient;
-
 interface ScriptSlot {
   a: string;
   v: number;
@@ -93,10 +91,10 @@ class RedisCounters implements CounterStore {
     needsSeeding: true,
   };
 
-  private client: ScriptClient | null;
+  private client: RedisScriptClient | null;
   private readonly owned: boolean;
   private readonly prefix: string;
-  private connecting: Promise<ScriptClient> | null = null;
+  private connecting: Promise<RedisScriptClient> | null = null;
 
   constructor(private readonly options: RedisCountersOptions) {
     if (!options.client && !options.url) {
@@ -113,7 +111,7 @@ class RedisCounters implements CounterStore {
     await this.connect();
   }
 
-  private connect(): Promise<ScriptClient> {
+  private connect(): Promise<RedisScriptClient> {
     if (this.client) return Promise.resolve(this.client);
     this.connecting ??= (async () => {
       let mod: typeof import('ioredis');
@@ -122,7 +120,7 @@ class RedisCounters implements CounterStore {
       } catch (cause) {
         throw new TollgateError('store_unavailable', 'redisCounters needs the ioredis package: npm install ioredis', { cause });
       }
-      const RedisClass = (mod.default ?? (mod as unknown as { Redis: typeof mod.default }).Redis) as unknown as new (url: string, o: Record<string, unknown>) => ScriptClient & { on(event: string, listener: () => void): void };
+      const RedisClass = (mod.default ?? (mod as unknown as { Redis: typeof mod.default }).Redis) as unknown as new (url: string, o: Record<string, unknown>) => RedisScriptClient & { on(event: string, listener: () => void): void };
       // No auto-pipelining by default: it defers every command a tick, which costs a sequential
       // decision more than the batching saves.
       const client = new RedisClass(this.options.url!, { maxRetriesPerRequest: 2, ...this.options.redisOptions });
