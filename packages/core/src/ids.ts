@@ -1,19 +1,22 @@
 import { randomBytes } from 'node:crypto';
 
-const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
+/** Character codes of 0-9a-z. */
+const DIGITS = Array.from('0123456789abcdefghijklmnopqrstuvwxyz', (c) => c.charCodeAt(0));
+const SEQUENCES = 36 ** 4;
 let pool = Buffer.alloc(0);
 let offset = 0;
 let lastTime = -1;
 let sequence = 0;
+/** Base-36 codes of the last time seen, 9 characters. */
+const time: number[] = new Array(9).fill(0);
+/** Per prefix, the character codes of a whole id, rewritten in place: one flat string per id. */
+const buffers = new Map<string, number[]>();
 
-function randomChars(n: number): string {
-  if (offset + n > pool.length) {
-    pool = randomBytes(4096);
-    offset = 0;
+function writeBase36(codes: number[], at: number, width: number, n: number): void {
+  for (let i = at + width - 1; i >= at; i--) {
+    codes[i] = DIGITS[n % 36];
+    n = Math.floor(n / 36);
   }
-  let s = '';
-  for (let i = 0; i < n; i++) s += ALPHABET[pool[offset++] % 36];
-  return s;
 }
 
 /**
@@ -25,7 +28,20 @@ export function newId(prefix: string, at = Date.now()): string {
   if (at !== lastTime) {
     lastTime = at;
     sequence = 0;
+    writeBase36(time, 0, 9, at);
   }
-  const seq = (sequence++ % 1_679_616).toString(36).padStart(4, '0');
-  return `${prefix}_${at.toString(36).padStart(9, '0')}${seq}${randomChars(8)}`;
+  let codes = buffers.get(prefix);
+  if (codes === undefined) {
+    codes = [...Array.from(prefix, (c) => c.charCodeAt(0)), 95, ...new Array(21).fill(0)];
+    if (buffers.size < 16) buffers.set(prefix, codes);
+  }
+  const p = prefix.length + 1;
+  for (let i = 0; i < 9; i++) codes[p + i] = time[i];
+  writeBase36(codes, p + 9, 4, sequence++ % SEQUENCES);
+  if (offset + 8 > pool.length) {
+    pool = randomBytes(4096);
+    offset = 0;
+  }
+  for (let i = p + 13; i < p + 21; i++) codes[i] = DIGITS[pool[offset++] % 36];
+  return String.fromCharCode.apply(null, codes);
 }

@@ -62,22 +62,25 @@ export function applicableLimits(
   strict: boolean,
 ): Array<{ limit: Limit; meter: Meter }> {
   const out: Array<{ limit: Limit; meter: Meter }> = [];
-  const dims = target.dimensions;
   for (const limit of limits) {
-    if (limit.customerId !== undefined && limit.customerId !== target.customerId) continue;
     const meter = meters.get(limit.meterId);
-    if (!meter) continue;
-    const filter = meter.eventFilter;
-    if (filter?.eventType !== undefined) {
-      if (strict ? target.eventType !== filter.eventType : target.eventType !== undefined && target.eventType !== filter.eventType) continue;
-    }
-    if (strict) {
-      const d = dims ?? {};
-      if (!dimensionsMatch(filter?.dimensions, d) || !dimensionsMatch(limit.dimensionFilters, d)) continue;
-    } else if (!dimensionsNotContradicted(filter?.dimensions, dims) || !dimensionsNotContradicted(limit.dimensionFilters, dims)) {
-      continue;
-    }
-    out.push({ limit, meter });
+    if (meter && limitApplies(limit, meter, target, strict)) out.push({ limit, meter });
   }
   return out;
+}
+
+/** Whether one limit (with its meter) applies to `target`; see {@link applicableLimits}. */
+export function limitApplies(limit: Limit, meter: Meter, target: Target, strict: boolean): boolean {
+  if (limit.customerId !== undefined && limit.customerId !== target.customerId) return false;
+  const filter = meter.eventFilter;
+  if (filter === undefined && limit.dimensionFilters === undefined) return true;
+  const dims = target.dimensions;
+  if (filter?.eventType !== undefined) {
+    if (strict ? target.eventType !== filter.eventType : target.eventType !== undefined && target.eventType !== filter.eventType) return false;
+  }
+  if (strict) {
+    const d = dims ?? {};
+    return dimensionsMatch(filter?.dimensions, d) && dimensionsMatch(limit.dimensionFilters, d);
+  }
+  return dimensionsNotContradicted(filter?.dimensions, dims) && dimensionsNotContradicted(limit.dimensionFilters, dims);
 }

@@ -1,5 +1,5 @@
 import { eventMatchesQuery, eventMatchesSource, fieldOf } from './matching.js';
-import { addToState, emptyState, holdAmount, reachedThresholds, slotAllows, usedWith } from './slots.js';
+import { addToState, emptyState, holdAmount, reachedThresholds, slotAllows, usedWith, valueOf } from './slots.js';
 import {
   STORE_CONTRACT_VERSION,
   type CounterOperation,
@@ -18,13 +18,20 @@ import {
 import type { Customer, Limit, Meter } from './types.js';
 
 interface Hold {
+  id: string;
   amount: number;
   expiresAt: number;
 }
 
+/** Up to this many open holds a slot keeps them in an array (cheap to add and drop); beyond, in a Map. */
+const FEW_HOLDS = 16;
+
 /** One slot's state. A class, so every slot has one hidden shape and the hot path stays monomorphic. */
 class MemorySlot {
-  holds: Map<string, Hold> | null = null;
+  /** Open holds in the order placed: an array while there are few, a Map by id once there are many. */
+  holds: Hold[] | Map<string, Hold> | null = null;
+  /** The sum of the open holds' amounts, kept as holds come and go (exactly 0 when none are open). */
+  held = 0;
   /** The earliest expiry among `holds`, so lapsed holds are looked for only once one can have lapsed. */
   holdsExpireAt = Infinity;
   fired: Set<number> | null = null;
@@ -36,6 +43,49 @@ class MemorySlot {
     public windowStart: number,
     public windowEnd: number | null,
   ) {}
+
+  get holdCount(): number {
+    const h = this.holds;
+    return h === null ? 0 : Array.isArray(h) ? h.length : h.size;
+  }
+
+  /** Places a hold last; one with the same id is replaced. */
+  addHold(hold: Hold): void {
+    this.dropHold(hold.id);
+    const h = this.holds;
+    if (h === null) this.holds = [hold];
+    else if (!Array.isArray(h)) h.set(hold.id, hold);
+    else if (h.length < FEW_HOLDS) h.push(hold);
+    else this.holds = new Map([...h, hold].map((x) => [x.id, x]));
+    this.held += hold.amount;
+    if (hold.expiresAt < this.holdsExpireAt) this.holdsExpireAt = hold.expiresAt;
+  }
+
+  /** Drops the hold `id`; true if it was open. */
+  dropHold(id: string): boolean {
+    const h = this.holds;
+    if (h === null) return false;
+    let dropped: Hold | undefined;
+    if (Array.isArray(h)) {
+      const i = h.findIndex((x) => x.id === id);
+      if (i >= 0) dropped = h.splice(i, 1)[0];
+    } else {
+      dropped = h.get(id);
+      if (dropped) h.delete(id);
+    }
+    if (dropped === undefined) return false;
+    this.held = this.holdCount === 0 ? 0 : this.held - dropped.amount;
+    return true;
+  }
+
+  /** Drops the holds that lapsed by `now`. */
+  dropExpired(now: number): void {
+    if (this.holds === null || this.holdsExpireAt > now) return;
+    const kept = [...this.holds.values()].filter((hold) => hold.expiresAt > now);
+    this.holds = kept.length > FEW_HOLDS ? new Map(kept.map((x) => [x.id, x])) : kept;
+    this.held = kept.reduce((sum, hold) => sum + hold.amount, 0);
+    this.holdsExpireAt = kept.reduce((min, hold) => Math.min(min, hold.expiresAt), Infinity);
+  }
 }
 
 /**
@@ -115,9 +165,12 @@ class MemoryStore implements Store {
   /** Every event, ascending by (timestamp, id). */
   private readonly events: StoredEvent[] = [];
   private readonly eventsByCustomer = new Map<string, StoredEvent[]>();
-  private readonly idempotency = new Map<string, string>();
+  /** Per customer: event id by idempotency key, and the reservation commits not indexed yet. */
+  private readonly idempotency = new Map<string, { keys: Map<string, string>; unindexed: StoredEvent[] }>();
   private readonly slots = new Map<string, CustomerSlots>();
   private operations = 0;
+  private lastCustomerId: string | undefined;
+  private lastOwn: CustomerSlots | undefined;
 
   // ── definitions ────────────────────────────────────────────────────────────
 
@@ -166,12 +219,26 @@ class MemoryStore implements Store {
     return events.map((e) => this.insertEvent(e));
   }
 
-  private insertEvent(event: StoredEvent): { id: string; recorded: boolean } {
-    if (event.idempotencyKey !== undefined) {
-      const key = `${event.customerId}\u0000${event.idempotencyKey}`;
-      const first = this.idempotency.get(key);
+  /**
+   * Adds an event unless its idempotency key was seen for its customer. `commitsOpenHold` says the
+   * event commits a reservation whose hold was still open: that reservation has not been committed
+   * before, so its key (the reservation id) goes to a list indexed only when a lookup needs it,
+   * which spares the common reserve/commit path a hash-map insert.
+   */
+  private insertEvent(event: StoredEvent, commitsOpenHold = false): { id: string; recorded: boolean } {
+    const key = event.idempotencyKey;
+    if (key !== undefined) {
+      let own = this.idempotency.get(event.customerId);
+      if (own === undefined) this.idempotency.set(event.customerId, (own = { keys: new Map(), unindexed: [] }));
+      let first = own.keys.size === 0 ? undefined : own.keys.get(key);
+      if (first === undefined && !commitsOpenHold && own.unindexed.length > 0) {
+        for (const e of own.unindexed) if (!own.keys.has(e.idempotencyKey!)) own.keys.set(e.idempotencyKey!, e.id);
+        own.unindexed.length = 0;
+        first = own.keys.get(key);
+      }
       if (first !== undefined) return { id: first, recorded: false };
-      this.idempotency.set(key, event.id);
+      if (commitsOpenHold) own.unindexed.push(event);
+      else own.keys.set(key, event.id);
     }
     insertSorted(this.events, event);
     let own = this.eventsByCustomer.get(event.customerId);
@@ -270,19 +337,25 @@ class MemoryStore implements Store {
         s.fired = new Set(reachedThresholds(slot, usedWith(slot.aggregation, s.state, [])));
       }
       this.putSlot(slot, s);
-    } else if (s.holds !== null && s.holdsExpireAt <= now) {
-      let next = Infinity;
-      for (const [id, hold] of s.holds) {
-        if (hold.expiresAt <= now) s.holds.delete(id);
-        else if (hold.expiresAt < next) next = hold.expiresAt;
-      }
-      s.holdsExpireAt = next;
+    } else {
+      s.dropExpired(now);
     }
     return s;
   }
 
+  /** The customer's slots; the last one looked up is remembered, as an operation's slots share it. */
+  private ownSlots(customerId: string): CustomerSlots | undefined {
+    if (customerId === this.lastCustomerId) return this.lastOwn;
+    const own = this.slots.get(customerId);
+    if (own !== undefined) {
+      this.lastCustomerId = customerId;
+      this.lastOwn = own;
+    }
+    return own;
+  }
+
   private findSlot(slot: CounterSlot): MemorySlot | undefined {
-    const own = this.slots.get(slot.customerId);
+    const own = this.ownSlots(slot.customerId);
     if (own === undefined) return undefined;
     const s = own.latest.get(slot.limitKey);
     if (s !== undefined && s.windowStart === slot.windowStart) return s;
@@ -290,7 +363,7 @@ class MemoryStore implements Store {
   }
 
   private putSlot(slot: CounterSlot, s: MemorySlot): void {
-    let own = this.slots.get(slot.customerId);
+    let own = this.ownSlots(slot.customerId);
     if (own === undefined) this.slots.set(slot.customerId, (own = new CustomerSlots()));
     const latest = own.latest.get(slot.limitKey);
     if (latest === undefined || s.windowStart > latest.windowStart) {
@@ -302,9 +375,16 @@ class MemoryStore implements Store {
   }
 
   private usedOf(slot: CounterSlot, s: MemorySlot): number {
-    return s.holds === null || s.holds.size === 0
-      ? usedWith(slot.aggregation, s.state, [])
-      : usedWith(slot.aggregation, s.state, Array.from(s.holds.values(), (h) => h.amount));
+    const value = valueOf(slot.aggregation, s.state);
+    if (s.holds === null) return value;
+    switch (slot.aggregation) {
+      case 'sum': case 'count': case 'unique':
+        return value + s.held;
+      case 'max': case 'latest':
+        return usedWith(slot.aggregation, s.state, Array.from(s.holds.values(), (h) => h.amount));
+      default:
+        return value;
+    }
   }
 
   private isNewDistinct(slot: CounterSlot, s: MemorySlot): boolean {
@@ -332,8 +412,7 @@ class MemoryStore implements Store {
             const s = states[i];
             const amount = holdAmount(slot, this.isNewDistinct(slot, s));
             if (amount === null) return;
-            (s.holds ??= new Map()).set(op.holdId, { amount, expiresAt: op.expiresAt });
-            if (op.expiresAt < s.holdsExpireAt) s.holdsExpireAt = op.expiresAt;
+            s.addHold({ id: op.holdId, amount, expiresAt: op.expiresAt });
             results[i].used = this.usedOf(slot, s);
           });
         }
@@ -345,8 +424,8 @@ class MemoryStore implements Store {
         const alerts: NonNullable<CounterResult['alerts']> = [];
         for (const item of op.items) {
           const states = item.slots.map((slot) => this.slotFor(slot, op.now));
-          if (item.holdId !== undefined) this.dropHold(item.holdId, item.holdSlots ?? []);
-          const record = op.persist ? this.insertEvent(item.event) : { id: item.event.id, recorded: true };
+          const holdWasOpen = item.holdId !== undefined && this.dropHold(item.holdId, item.holdSlots ?? []);
+          const record = op.persist ? this.insertEvent(item.event, holdWasOpen && item.event.idempotencyKey === item.holdId) : { id: item.event.id, recorded: true };
           records.push(record);
           item.slots.forEach((slot, i) => {
             const s = states[i];
@@ -386,18 +465,23 @@ class MemoryStore implements Store {
     }
   }
 
-  private dropHold(holdId: string, slots: CounterSlot[]): void {
-    for (const slot of slots) this.findSlot(slot)?.holds?.delete(holdId);
+  /** Drops a reservation's holds; true if one was still open. */
+  private dropHold(holdId: string, slots: CounterSlot[]): boolean {
+    let dropped = false;
+    for (const slot of slots) if (this.findSlot(slot)?.dropHold(holdId)) dropped = true;
+    return dropped;
   }
 
   /** Forgets the state of ended windows; it is rebuilt from the ledger if an event lands there later. */
   private sweep(now: number): void {
-    const ended = (s: MemorySlot) => s.windowEnd !== null && s.windowEnd <= now && (s.holds === null || s.holds.size === 0);
+    const ended = (s: MemorySlot) => s.windowEnd !== null && s.windowEnd <= now && s.holdCount === 0;
     for (const [customerId, own] of this.slots) {
       for (const [key, s] of own.latest) if (ended(s)) own.latest.delete(key);
       for (const [key, s] of own.earlier) if (ended(s)) own.earlier.delete(key);
       if (own.latest.size === 0 && own.earlier.size === 0) this.slots.delete(customerId);
     }
+    this.lastCustomerId = undefined;
+    this.lastOwn = undefined;
   }
 
   async close() {}

@@ -5,6 +5,7 @@ import type { Period } from './types.js';
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const KEY_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 export const MAX_DIMENSIONS = 32;
+export const MAX_VALUES = 64;
 export const MAX_BATCH = 1000;
 
 const key = z
@@ -38,7 +39,7 @@ export const dimensionsSchema = keyedRecord(z.string().max(256, 'dimension value
   .refine((d) => Object.keys(d).length <= MAX_DIMENSIONS, `at most ${MAX_DIMENSIONS} dimensions`);
 
 export const valuesSchema = keyedRecord(z.number().refine(Number.isFinite, 'values must be finite numbers'))
-  .refine((v) => Object.keys(v).length <= 64, 'at most 64 values');
+  .refine((v) => Object.keys(v).length <= MAX_VALUES, `at most ${MAX_VALUES} values`);
 
 export const eventTypeSchema = z
   .string()

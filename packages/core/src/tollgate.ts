@@ -1,13 +1,11 @@
 import { TollgateError, alreadyExists, notFound } from './errors.js';
 import { retryAfterSeconds } from './http.js';
+import { parseBatchIngest, parseCheck, parseCommit, parseRecordEvent, parseReserve, type ParsedEvent } from './fast-parse.js';
 import { newId } from './ids.js';
-import { applicableLimits, fieldOf, type Target } from './matching.js';
+import { fieldOf, limitApplies, type Target } from './matching.js';
 import { memoryStore } from './memory-store.js';
 import {
-  batchIngestSchema,
   breakdownSchema,
-  checkSchema,
-  commitSchema,
   createCustomerSchema,
   createLimitSchema,
   createMeterSchema,
@@ -16,8 +14,6 @@ import {
   listSchema,
   meterQuerySchema,
   parse,
-  recordEventSchema,
-  reserveSchema,
   summarySchema,
   timeseriesSchema,
   timezoneSchema,
@@ -181,17 +177,28 @@ export interface Tollgate {
 }
 
 const DEFAULT_TTL_MS = 10 * 60_000;
+/** The values or dimensions of an event that has none: one shared, frozen object, as events are kept. */
+const NONE = Object.freeze({});
 /** Events this recent may have counter updates in flight while a counters-only store is seeded. */
 const RECENT_EVENTS_MS = 15 * 60_000;
 const MAX_BUCKETS = 10_000;
 const CUSTOMER_CACHE_MAX = 100_000;
 
+/** A limit with what deciding it needs, worked out once per definitions load. */
+interface LimitEntry {
+  limit: Limit;
+  meter: Meter;
+  /** `${limitId}@${revision}`; the revision changes when what its counters count changes. */
+  limitKey: string;
+  /** Alert thresholds plus 100, ascending. */
+  thresholds: number[];
+}
+
 interface Definitions {
   meters: Map<string, Meter>;
   limits: Limit[];
-  thresholds: Map<string, number[]>;
-  /** `${limitId}@${revision}` per limit; the revision changes when what its counters count changes. */
-  limitKeys: Map<string, string>;
+  /** The limits whose meter exists. */
+  entries: LimitEntry[];
   loadedAt: number;
 }
 
@@ -412,14 +419,18 @@ class Engine {
     const meters = new Map<string, Meter>();
     for (const m of await this.listAll((p) => this.ledger.listMeters(p))) meters.set(m.id, m);
     const limits = await this.listAll((p) => this.ledger.listLimits(p));
-    const thresholds = new Map<string, number[]>();
-    const limitKeys = new Map<string, string>();
-    for (const l of limits) {
-      thresholds.set(l.id, [...new Set([...(l.alertThresholds ?? []), 100])].sort((a, b) => a - b));
-      const m = meters.get(l.meterId);
-      limitKeys.set(l.id, `${l.id}@${fnv1a(canonical([l.period, l.dimensionFilters, m?.aggregation, m?.field, m?.eventFilter]))}`);
+    const entries: LimitEntry[] = [];
+    for (const limit of limits) {
+      const meter = meters.get(limit.meterId);
+      if (!meter) continue;
+      entries.push({
+        limit,
+        meter,
+        limitKey: `${limit.id}@${fnv1a(canonical([limit.period, limit.dimensionFilters, meter.aggregation, meter.field, meter.eventFilter]))}`,
+        thresholds: [...new Set([...(limit.alertThresholds ?? []), 100])].sort((a, b) => a - b),
+      });
     }
-    this.defs = { meters, limits, thresholds, limitKeys, loadedAt: this.clock() };
+    this.defs = { meters, limits, entries, loadedAt: this.clock() };
     return this.defs;
   }
 
@@ -483,10 +494,12 @@ class Engine {
 
   /** The slots of every limit that applies to `target`, in the windows containing `at`. */
   private slotsFor(defs: Definitions, target: Target, strict: boolean, at: number, context: CustomerContext, contribution: (meter: Meter) => number | string | null): LimitSlot[] {
-    return applicableLimits(defs.limits, defs.meters, target, strict).map(
-      ({ limit, meter }) =>
-        new LimitSlot(limit, meter, this.windowOf(limit, at, context), defs.limitKeys.get(limit.id)!, target.customerId, contribution(meter), defs.thresholds.get(limit.id)!),
-    );
+    const slots: LimitSlot[] = [];
+    for (const { limit, meter, limitKey, thresholds } of defs.entries) {
+      if (!limitApplies(limit, meter, target, strict)) continue;
+      slots.push(new LimitSlot(limit, meter, this.windowOf(limit, at, context), limitKey, target.customerId, contribution(meter), thresholds));
+    }
+    return slots;
   }
 
   private needsCustomer(defs: Definitions, customerId: string): boolean {
@@ -676,14 +689,14 @@ class Engine {
     }
   }
 
-  private toStored(input: ReturnType<typeof recordEventSchema.parse>, at: number): StoredEvent {
+  private toStored(input: ParsedEvent, at: number): StoredEvent {
     const timestamp = input.timestamp ?? at;
     const event: StoredEvent = {
       id: newId('evt', timestamp),
       customerId: input.customerId,
       eventType: input.eventType,
-      values: input.values ?? {},
-      dimensions: input.dimensions ?? {},
+      values: input.values ?? (NONE as Values),
+      dimensions: input.dimensions ?? (NONE as Dimensions),
       timestamp,
     };
     if (input.properties !== undefined) event.properties = input.properties;
@@ -696,7 +709,7 @@ class Engine {
   readonly api: Tollgate = {
     events: {
       record: async (input) => {
-        const parsed = parse(recordEventSchema, input, 'event');
+        const parsed = parseRecordEvent(input);
         if (!this.initialized) await this.initializing;
         const pending = this.itemFor(this.toStored(parsed, this.clock()));
         const item = pending instanceof Promise ? await pending : pending;
@@ -704,7 +717,7 @@ class Engine {
         return result;
       },
       batchIngest: async (input) => {
-        const parsed = parse(batchIngestSchema, input, 'batch');
+        const parsed = parseBatchIngest(input);
         await this.ensureReady();
         const at = this.clock();
         const items: RecordItem[] = [];
@@ -838,7 +851,7 @@ class Engine {
         return pageResult(await this.ledgerCall('listing limits', () => this.ledger.listLimits({ limit: parsed.limit ?? 100, cursor: parsed.cursor })));
       },
       check: async (input) => {
-        const parsed = parse(checkSchema, input, 'check');
+        const parsed = parseCheck(input);
         if (!this.initialized) await this.initializing;
         const at = this.clock();
         let prepared: Prepared;
@@ -902,7 +915,7 @@ class Engine {
     },
 
     reserve: async (input) => {
-      const parsed = parse(reserveSchema, input, 'reservation');
+      const parsed = parseReserve(input);
       if (!this.initialized) await this.initializing;
       const at = this.clock();
       const id = newId('rsv', at);
@@ -932,7 +945,7 @@ class Engine {
         expiresAt: iso(expiresAt),
         retryAfter,
         commit: async (commitInput = {}) => {
-          const c = parse(commitSchema, commitInput, 'commit');
+          const c = parseCommit(commitInput);
           if (!result.allowed) {
             throw new TollgateError('limit_exceeded', `Reservation ${id} was denied; there is nothing to commit. Check reservation.allowed before doing the work.`, { limits, retryAfter });
           }
@@ -941,7 +954,7 @@ class Engine {
             customerId: parsed.customerId,
             eventType: parsed.eventType,
             values: c.values ?? parsed.estimate,
-            dimensions: { ...parsed.dimensions, ...c.dimensions },
+            dimensions: c.dimensions === undefined ? parsed.dimensions ?? (NONE as Dimensions) : { ...parsed.dimensions, ...c.dimensions },
             timestamp: c.timestamp ?? this.clock(),
             idempotencyKey: id,
           };

@@ -517,6 +517,40 @@ export function storeConformance(t: TestApi, options: ConformanceOptions): void 
         expect(events.data[0]).toMatchObject({ values: { tokens: 25 }, dimensions: { model: 'm' }, idempotencyKey: r.id });
       });
 
+      it('keeps many open holds on one limit exact as they are released, committed and lapse', async () => {
+        const { tollgate, advance } = await harness([{ id: 'tok', name: 'Tokens', meterId: 'tokens', limitValue: 1000, period: 'day' }]);
+        const used = async () => (await tollgate.limits.check({ customerId: 'c' })).limits[0].used;
+        const hold = (tokens: number, ttlMs?: number) => tollgate.reserve({ customerId: 'c', eventType: 'llm.completion', estimate: { tokens }, ttlMs });
+        const short = await Promise.all(Array.from({ length: 20 }, () => hold(3, 1000)));
+        const long = await Promise.all(Array.from({ length: 20 }, () => hold(5)));
+        expect(await used()).toBe(160);
+        await Promise.all(long.slice(0, 10).map((r) => r.release()));
+        await Promise.all(long.slice(10, 15).map((r) => r.commit({ values: { tokens: 1 } })));
+        expect(await used()).toBe(60 + 25 + 5);
+        advance(1001);
+        expect(await used()).toBe(25 + 5);
+        // A commit after its hold lapsed still records, once.
+        await Promise.all(short.slice(0, 5).map((r) => r.commit({ values: { tokens: 2 } })));
+        await Promise.all(short.slice(0, 5).map((r) => r.commit({ values: { tokens: 2 } })));
+        expect(await used()).toBe(25 + 5 + 10);
+        expect((await tollgate.events.getSummary({ customerId: 'c' })).totalEvents).toBe(10);
+      });
+
+      it('keys each commit by its reservation id: concurrent commits and later records with that key count once', async () => {
+        const { tollgate } = await harness([{ id: 'tok', name: 'Tokens', meterId: 'tokens', limitValue: 1000, period: 'day' }]);
+        const a = await tollgate.reserve({ customerId: 'c', eventType: 'llm.completion', estimate: { tokens: 10 } });
+        const b = await tollgate.reserve({ customerId: 'c', eventType: 'llm.completion', estimate: { tokens: 20 } });
+        const commits = await Promise.all([a.commit(), a.commit()]);
+        expect(commits.map((c) => c.recorded).sort()).toEqual([false, true]);
+        expect(commits[0].id).toBe(commits[1].id);
+        await b.commit({ values: { tokens: 5 } });
+        const again = (key: string) => tollgate.events.record({ customerId: 'c', eventType: 'llm.completion', values: { tokens: 99 }, idempotencyKey: key });
+        expect(await again(a.id)).toEqual({ id: commits[0].id, recorded: false });
+        expect(await again(b.id)).toMatchObject({ recorded: false });
+        expect((await tollgate.limits.check({ customerId: 'c' })).limits[0].used).toBe(15);
+        expect((await tollgate.events.getSummary({ customerId: 'c' })).values.tokens).toBe(15);
+      });
+
       it('drops the hold on release and when its ttl lapses', async () => {
         const { tollgate, advance } = await harness([{ id: 'tok', name: 'Tokens', meterId: 'tokens', limitValue: 100, period: 'day' }]);
         const a = await tollgate.reserve({ customerId: 'c', eventType: 'llm.completion', estimate: { tokens: 70 } });

@@ -1,0 +1,195 @@
+/**
+ * Validation of the hot-path inputs (record, check, reserve, commit) without zod's generic
+ * machinery. Each function accepts only input it can prove valid by the same rules as the zod
+ * schema and builds the same output; anything else — every invalid input and every unusual
+ * valid one (a Date subclass, a symbol key, an odd prototype) — goes to zod, which then answers
+ * or throws the `invalid_request` error. So errors never differ, and the fast path only skips
+ * work. test/fast-parse.test.ts checks the agreement on random inputs.
+ */
+import {
+  MAX_BATCH,
+  MAX_DIMENSIONS,
+  MAX_VALUES,
+  batchIngestSchema,
+  checkSchema,
+  commitSchema,
+  parse,
+  recordEventSchema,
+  reserveSchema,
+} from './schemas.js';
+import type { z } from 'zod';
+
+const KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+const EVENT_TYPE = /^[A-Za-z0-9_.:-]{1,128}$/;
+/** Characters that need the full storable() rule: NUL and surrogates. */
+const MAYBE_UNSTORABLE = /[\u0000\uD800-\uDFFF]/;
+const MAX_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/** Thrown internally to leave the fast path; never escapes this module. */
+const DEFER = Symbol('defer');
+
+function plainObject(o: unknown): o is Record<string, unknown> {
+  if (o === null || typeof o !== 'object') return false;
+  const proto = Object.getPrototypeOf(o);
+  return (proto === Object.prototype || proto === null) && Object.getOwnPropertySymbols(o).length === 0;
+}
+
+function id(v: unknown, max = 256): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > max || MAYBE_UNSTORABLE.test(v)) throw DEFER;
+  return v;
+}
+
+function eventType(v: unknown): string {
+  if (typeof v !== 'string' || !EVENT_TYPE.test(v)) throw DEFER;
+  return v;
+}
+
+function key(k: string): void {
+  if (!KEY.test(k) || k === '__proto__' || k === 'constructor' || k === 'prototype') throw DEFER;
+}
+
+/** A record of dimension-style keys whose values pass `valid`, at most `max` of them. */
+function keyed<T>(v: unknown, max: number, valid: (x: unknown) => x is T): Record<string, T> {
+  if (!plainObject(v)) throw DEFER;
+  const out: Record<string, T> = {};
+  let n = 0;
+  for (const k of Object.keys(v)) {
+    key(k);
+    const x = v[k];
+    if (!valid(x)) throw DEFER;
+    out[k] = x;
+    n++;
+  }
+  if (n > max) throw DEFER;
+  return out;
+}
+
+const finiteNumber = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+const dimensionValue = (x: unknown): x is string => typeof x === 'string' && x.length <= 256 && !MAYBE_UNSTORABLE.test(x);
+const values = (v: unknown) => keyed(v, MAX_VALUES, finiteNumber);
+const dimensions = (v: unknown) => keyed(v, MAX_DIMENSIONS, dimensionValue);
+
+function properties(v: unknown): Record<string, unknown> {
+  if (!plainObject(v)) throw DEFER;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) {
+    if (k === '__proto__' || k === 'constructor' || k === 'prototype') throw DEFER;
+    out[k] = v[k];
+  }
+  return out;
+}
+
+function date(v: unknown): number {
+  const ms = typeof v === 'string' ? Date.parse(v) : v instanceof Date && Object.getPrototypeOf(v) === Date.prototype ? v.getTime() : Number.NaN;
+  if (!Number.isFinite(ms)) throw DEFER;
+  return ms;
+}
+
+/** Runs `fast` on a plain object input; falls back to zod for anything it does not vouch for. */
+function parser<S extends z.ZodType>(schema: S, what: string, fast: (input: Record<string, unknown>) => z.output<S>): (input: unknown) => z.output<S> {
+  return (input) => {
+    if (plainObject(input)) {
+      try {
+        return fast(input);
+      } catch (e) {
+        if (e !== DEFER) throw e;
+      }
+    }
+    return parse(schema, input, what);
+  };
+}
+
+function recordEvent(i: Record<string, unknown>): z.output<typeof recordEventSchema> {
+  const out: z.output<typeof recordEventSchema> = { customerId: '', eventType: '' };
+  let required = 0;
+  for (const k in i) {
+    const v = i[k];
+    switch (k) {
+      case 'customerId': out.customerId = id(v); required++; break;
+      case 'eventType': out.eventType = eventType(v); required++; break;
+      case 'values': if (v !== undefined) out.values = values(v); break;
+      case 'dimensions': if (v !== undefined) out.dimensions = dimensions(v); break;
+      case 'properties': if (v !== undefined) out.properties = properties(v); break;
+      case 'timestamp': if (v !== undefined) out.timestamp = date(v); break;
+      case 'idempotencyKey': if (v !== undefined) out.idempotencyKey = id(v); break;
+      default: throw DEFER;
+    }
+  }
+  if (required !== 2) throw DEFER;
+  return out;
+}
+
+export const parseRecordEvent = parser(recordEventSchema, 'event', recordEvent);
+
+export const parseBatchIngest = parser(batchIngestSchema, 'batch', (i) => {
+  for (const k in i) if (k !== 'events') throw DEFER;
+  const events = i.events;
+  if (!Array.isArray(events) || events.length < 1 || events.length > MAX_BATCH) throw DEFER;
+  const out: Array<z.output<typeof recordEventSchema>> = new Array(events.length);
+  for (let j = 0; j < events.length; j++) {
+    const e: unknown = events[j];
+    if (!plainObject(e)) throw DEFER;
+    out[j] = recordEvent(e);
+  }
+  return { events: out };
+});
+
+export const parseCheck = parser(checkSchema, 'check', (i) => {
+  const out: z.output<typeof checkSchema> = { customerId: '' };
+  let required = 0;
+  for (const k in i) {
+    const v = i[k];
+    switch (k) {
+      case 'customerId': out.customerId = id(v); required++; break;
+      case 'eventType': if (v !== undefined) out.eventType = eventType(v); break;
+      case 'dimensions': if (v !== undefined) out.dimensions = dimensions(v); break;
+      case 'estimate': if (v !== undefined) out.estimate = values(v); break;
+      default: throw DEFER;
+    }
+  }
+  if (required !== 1) throw DEFER;
+  return out;
+});
+
+export const parseReserve = parser(reserveSchema, 'reservation', (i) => {
+  const out: z.output<typeof reserveSchema> = { customerId: '', eventType: '', estimate: {} };
+  let required = 0;
+  for (const k in i) {
+    const v = i[k];
+    switch (k) {
+      case 'customerId': out.customerId = id(v); required++; break;
+      case 'eventType': out.eventType = eventType(v); required++; break;
+      case 'estimate': out.estimate = values(v); required++; break;
+      case 'dimensions': if (v !== undefined) out.dimensions = dimensions(v); break;
+      case 'ttlMs':
+        if (v === undefined) break;
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_TTL_MS) throw DEFER;
+        out.ttlMs = v;
+        break;
+      default: throw DEFER;
+    }
+  }
+  if (required !== 3) throw DEFER;
+  return out;
+});
+
+export const parseCommit = parser(commitSchema, 'commit', (i) => {
+  const out: z.output<typeof commitSchema> = {};
+  for (const k in i) {
+    const v = i[k];
+    if (v === undefined) {
+      if (k !== 'values' && k !== 'dimensions' && k !== 'properties' && k !== 'timestamp') throw DEFER;
+      continue;
+    }
+    switch (k) {
+      case 'values': out.values = values(v); break;
+      case 'dimensions': out.dimensions = dimensions(v); break;
+      case 'properties': out.properties = properties(v); break;
+      case 'timestamp': out.timestamp = date(v); break;
+      default: throw DEFER;
+    }
+  }
+  return out;
+});
+
+export type ParsedEvent = z.output<typeof recordEventSchema>;
