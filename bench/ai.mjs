@@ -53,21 +53,22 @@ async function drain(stream) {
   while (!(await reader.read()).done);
 }
 
+// Both sides get the same arguments (the plain mock ignores providerOptions), so only the wrapper differs.
 const scenarios = {
   'doGenerate (model call only)': {
-    plain: () => mock.doGenerate({ prompt, maxOutputTokens: 64 }),
+    plain: () => mock.doGenerate(params()),
     metered: () => wrapped.doGenerate(params()),
   },
   'doStream + read to end': {
-    plain: async () => drain((await mock.doStream({ prompt, maxOutputTokens: 64 })).stream),
+    plain: async () => drain((await mock.doStream(params())).stream),
     metered: async () => drain((await wrapped.doStream(params())).stream),
   },
   'generateText (whole SDK call)': {
-    plain: () => generateText({ model: mock, prompt: 'Say hello in five words.', maxOutputTokens: 64 }),
+    plain: () => generateText({ model: mock, prompt: 'Say hello in five words.', maxOutputTokens: 64, providerOptions: { tollgate: { customerId: customer() } } }),
     metered: () => generateText({ model: wrapped, prompt: 'Say hello in five words.', maxOutputTokens: 64, providerOptions: { tollgate: { customerId: customer() } } }),
   },
   'streamText + consume': {
-    plain: () => streamText({ model: mock, prompt: 'Say hello in five words.' }).consumeStream(),
+    plain: () => streamText({ model: mock, prompt: 'Say hello in five words.', providerOptions: { tollgate: { customerId: customer() } } }).consumeStream(),
     metered: () => streamText({ model: wrapped, prompt: 'Say hello in five words.', providerOptions: { tollgate: { customerId: customer() } } }).consumeStream(),
   },
 };
