@@ -248,8 +248,10 @@ class LimitSlot implements CounterSlot {
     this.windowEnd = window.end;
   }
 
+  private keyText: string | undefined;
+
   get key(): string {
-    return `${this.limitKey}|${this.customerId}|${this.windowStart}`;
+    return (this.keyText ??= `${this.limitKey}|${this.customerId}|${this.windowStart}`);
   }
 
   get source(): MeterSource {
