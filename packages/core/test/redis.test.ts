@@ -154,6 +154,101 @@ suite('redis counters', () => {
     await tollgate.close();
   });
 
+  test('decides as the memory store does over a random mix of checks, holds, commits, releases and retries', async () => {
+    const mix = [
+      { id: 'tok', name: 'Tokens', aggregation: 'sum' as const, field: 'values.tokens' },
+      { id: 'req', name: 'Requests', aggregation: 'count' as const, field: '*' },
+      { id: 'peak', name: 'Peak', aggregation: 'max' as const, field: 'values.tokens' },
+      { id: 'low', name: 'Low', aggregation: 'min' as const, field: 'values.tokens' },
+      { id: 'mean', name: 'Mean', aggregation: 'avg' as const, field: 'values.tokens' },
+      { id: 'users', name: 'Users', aggregation: 'unique' as const, field: 'dimensions.user' },
+    ];
+    const mixLimits = [
+      { id: 'tok-day', name: 'tok', meterId: 'tok', limitValue: 400.5, period: 'day' as const, alertThresholds: [25, 50, 100] },
+      { id: 'req-min', name: 'req', meterId: 'req', limitValue: 12, period: 'minute' as const },
+      { id: 'peak-day', name: 'peak', meterId: 'peak', limitValue: 60, period: 'day' as const },
+      { id: 'low-day', name: 'low', meterId: 'low', limitValue: 50, period: 'day' as const, mode: 'soft' as const },
+      { id: 'mean-day', name: 'mean', meterId: 'mean', limitValue: 30.25, period: 'day' as const },
+      { id: 'users-day', name: 'users', meterId: 'users', limitValue: 4, period: 'day' as const },
+    ];
+    const prefix = newPrefix();
+    const reference = createTollgate({ store: memoryStore(), meters: mix, limits: mixLimits });
+    const redis = createTollgate({ store: memoryStore(), counters: redisCounters({ url, prefix }), meters: mix, limits: mixLimits });
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const view = (d: { allowed: boolean; limits: Array<{ limitId: string; used: number; allowed: boolean }> }) =>
+      [d.allowed, d.limits.map((l) => [l.limitId, l.used, l.allowed]).sort()];
+    const open: Array<[Awaited<ReturnType<typeof reference.reserve>>, Awaited<ReturnType<typeof redis.reserve>>]> = [];
+    for (let step = 0; step < 150; step++) {
+      const customerId = `c${rand(2)}`;
+      const tokens = [0.1, 0.2, 1, 7.5, 20, 2 ** 53 + 2][rand(6)];
+      const user = `u${rand(6)}`;
+      const input = { customerId, eventType: 'x', estimate: { tokens }, dimensions: { user } };
+      const kind = rand(5);
+      if (kind === 0) {
+        expect(view(await redis.limits.check(input))).toEqual(view(await reference.limits.check(input)));
+      } else if (kind === 1 && open.length < 6) {
+        const pair = [await reference.reserve(input), await redis.reserve(input)] as const;
+        expect(view(pair[1])).toEqual(view(pair[0]));
+        if (pair[0].allowed) open.push([pair[0], pair[1]]);
+      } else if (kind === 2 && open.length > 0) {
+        const [a, b] = open.splice(rand(open.length), 1)[0];
+        if (rand(2) === 0) {
+          const values = { tokens: tokens / 2 };
+          await a.commit({ values });
+          await b.commit({ values });
+        } else {
+          await a.release();
+          await b.release();
+        }
+      } else {
+        const event = { customerId, eventType: 'x', values: { tokens }, dimensions: { user }, idempotencyKey: `k${step}` };
+        await reference.events.record(event);
+        await redis.events.record(event);
+        if (rand(3) === 0) await redis.events.record(event); // a retry changes nothing
+      }
+      const probe = { customerId, dimensions: { user: 'u0' } };
+      expect(view(await redis.limits.check(probe))).toEqual(view(await reference.limits.check(probe)));
+    }
+    await reference.close();
+    await redis.close();
+  });
+
+  test('reads a slot whole whenever it may hold a hold, including holds placed by the previous script', async () => {
+    const prefix = newPrefix();
+    const tollgate = createTollgate({ counters: redisCounters({ url, prefix }), meters, limits });
+    await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 10 } });
+    const slotKey = (await admin.keys(`${prefix}*:s`))[0];
+    const used = async () => (await tollgate.limits.check({ customerId: 'c' })).limits[0].used;
+    expect(await used()).toBe(10);
+    const hold = await tollgate.reserve({ customerId: 'c', eventType: 'x', estimate: { tokens: 5 } });
+    expect(await admin.hget(slotKey, 'hn')).toBe('1');
+    expect(await used()).toBe(15);
+    await hold.commit({ values: { tokens: 3 } });
+    expect(await used()).toBe(13);
+    expect(await admin.hmget(slotKey, 'hn', 'h:~')).toEqual(['0', '0|0']);
+    // The previous script deletes lapsed holds (the marker looks like one) whenever it touches a
+    // slot, before it places a hold of its own, which it does not count in hn.
+    await admin.hdel(slotKey, 'h:~');
+    await admin.hset(slotKey, 'h:old-live', `20|${Date.now() + 60_000}`, 'h:old-lapsed', `40|${Date.now() - 1}`);
+    expect(await used()).toBe(33);
+    expect(await admin.hexists(slotKey, 'h:old-lapsed')).toBe(1); // a check changes nothing
+    expect((await tollgate.reserve({ customerId: 'c', eventType: 'x', estimate: { tokens: 67 } })).allowed).toBe(true);
+    expect(await admin.hexists(slotKey, 'h:old-lapsed')).toBe(0); // a reservation tidies lapsed holds
+    expect(await admin.hmget(slotKey, 'hn', 'h:~')).toEqual(['2', '0|0']);
+    expect((await tollgate.reserve({ customerId: 'c', eventType: 'x', estimate: { tokens: 1 } })).allowed).toBe(false);
+    // The previous script's release drops its hold without counting: hn is then too high, never too low.
+    await admin.hdel(slotKey, 'h:old-live');
+    expect(await used()).toBe(80);
+    await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } });
+    expect(await used()).toBe(81);
+    expect(await admin.hget(slotKey, 'hn')).toBe('1'); // the open 67-token hold
+    await tollgate.close();
+  });
+
   test('4 processes × 50 concurrent reservations against a limit of 100 → exactly 100', async () => {
     const prefix = newPrefix();
     const fixture = fileURLToPath(new URL('./fixtures/redis-reserve.mjs', import.meta.url));

@@ -39,33 +39,35 @@ export interface RedisCountersOptions {
   prefix?: string;
 }
 
-interface ScriptSlot {
-  a: string;
-  v: number;
-  m: string;
-  c: number | string | null;
-  t: number[];
-  e: number | null;
-}
-
 /** Events counted this recently are remembered by id, so a retried update is applied once. */
-const RECENT_MS = 15 * 60_000;
+const RECENT_MS = String(15 * 60_000);
 
 function tag(customerId: string): string {
   // A hash tag ends at the first '}', so braces inside an id are escaped.
+  if (!/[%{}]/.test(customerId)) return customerId;
   return customerId.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
-function slotKeys(prefix: string, slot: CounterSlot): string[] {
-  const base = `${prefix}{${tag(slot.customerId)}}:${slot.limitKey}:${slot.windowStart}`;
-  return [`${base}:s`, `${base}:d`, `${base}:e`];
+/** The common part of a slot's keys: `prefix{customerId}:limitKey:windowStart`. */
+function slotBase(prefix: string, slot: CounterSlot): string {
+  return `${prefix}{${tag(slot.customerId)}}:${slot.limitKey}:${slot.windowStart}`;
 }
 
-function scriptSlot(slot: CounterSlot): ScriptSlot {
-  return { a: slot.aggregation, v: slot.limitValue, m: slot.mode, c: slot.contribution, t: slot.thresholds, e: slot.windowEnd };
+/** A contribution as the script reads it: `` none (as JSON had it for a non-finite number too), `=<distinct value>`, or the number. */
+function contribution(c: number | string | null): string {
+  if (typeof c === 'number') return Number.isFinite(c) ? String(c) : '';
+  return c === null ? '' : `=${c}`;
 }
 
-const list = <T>(x: unknown): T[] => (Array.isArray(x) ? (x as T[]) : []);
+/** A number from the script: an integer reply, or a string carrying every digit. */
+const num = (x: unknown): number => (typeof x === 'number' ? x : Number(x));
+
+function reply(raw: unknown): unknown[] {
+  if (!Array.isArray(raw)) throw new TollgateError('store_unavailable', `Unexpected reply from the Tollgate Redis script: ${String(raw)}`);
+  return raw;
+}
+
+const missingOf = (out: unknown[]): number[] => out.slice(1).map(num);
 
 /**
  * Counters on Redis for many app instances, beside a ledger store:
@@ -132,32 +134,46 @@ class RedisCounters implements CounterStore {
     return this.connecting;
   }
 
-  private async run(keys: string[], payload: unknown): Promise<Record<string, unknown>> {
-    const client = this.client ?? (await this.connect());
-    const json = JSON.stringify(payload);
-    let raw: unknown;
-    try {
-      raw = await client.evalsha(COUNTERS_SCRIPT_SHA, keys.length, ...keys, json);
-    } catch (error) {
+  /** Runs the script by SHA (EVAL when Redis has not seen it): `args` are the keys, then ARGV. */
+  private run(numKeys: number, args: string[]): Promise<unknown[]> {
+    const client = this.client;
+    if (!client) return this.connect().then(() => this.run(numKeys, args));
+    return client.evalsha(COUNTERS_SCRIPT_SHA, numKeys, ...args).then(reply, (error: unknown) => {
       if (!String((error as Error)?.message).includes('NOSCRIPT')) throw error;
-      raw = await client.eval(COUNTERS_SCRIPT, keys.length, ...keys, json);
-    }
-    return JSON.parse(String(raw));
+      return client.eval(COUNTERS_SCRIPT, numKeys, ...args).then(reply);
+    });
   }
 
   async apply(op: CounterOperation): Promise<CounterResult> {
     switch (op.type) {
       case 'check':
       case 'reserve': {
-        const keys = op.slots.flatMap((s) => slotKeys(this.prefix, s));
-        const payload = op.type === 'check'
-          ? { type: 'check', now: op.now, recentMs: RECENT_MS, slots: op.slots.map(scriptSlot) }
-          : { type: 'reserve', now: op.now, recentMs: RECENT_MS, holdId: op.holdId, expiresAt: op.expiresAt, slots: op.slots.map(scriptSlot) };
-        const out = await this.run(keys, payload);
-        if (out.missing) return { allowed: false, slots: [], missing: list<number>(out.missing) };
-        const used = list<string>(out.used);
-        const ok = list<boolean>(out.ok);
-        return { allowed: out.allowed === true, slots: used.map((u, i) => ({ used: Number(u), allowed: ok[i] })) };
+        // KEYS: s per slot, then d of each slot adding a distinct value.
+        // ARGV: op, now, (reserve: holdId, expiresAt,) then a, v, m, c per slot.
+        const slots = op.slots;
+        const n = slots.length;
+        const args: string[] = [];
+        let distinct: string[] | null = null;
+        for (let i = 0; i < n; i++) {
+          const s = slots[i];
+          const base = slotBase(this.prefix, s);
+          args.push(`${base}:s`);
+          if (typeof s.contribution === 'string') (distinct ??= []).push(`${base}:d`);
+        }
+        if (distinct) args.push(...distinct);
+        const numKeys = args.length;
+        if (op.type === 'reserve') args.push('reserve', String(op.now), op.holdId, String(op.expiresAt));
+        else args.push('check', String(op.now));
+        for (let i = 0; i < n; i++) {
+          const s = slots[i];
+          args.push(s.aggregation, String(s.limitValue), s.mode, contribution(s.contribution));
+        }
+        const out = await this.run(numKeys, args);
+        const flag = num(out[0]);
+        if (flag === -1) return { allowed: false, slots: [], missing: missingOf(out) };
+        const results: CounterResult['slots'] = new Array(n);
+        for (let i = 0; i < n; i++) results[i] = { used: num(out[i * 2 + 1]), allowed: num(out[i * 2 + 2]) === 1 };
+        return { allowed: flag === 1, slots: results };
       }
       case 'record': {
         // One script per customer: a customer's keys share a cluster slot, different customers may not.
@@ -170,39 +186,46 @@ class RedisCounters implements CounterStore {
         const slotResults: CounterResult['slots'][] = op.items.map(() => []);
         const alertLists: Array<Array<{ item: number; index: number; threshold: number; used: number }>> = [];
         const missing: Array<[number, number]> = [];
+        const now = String(op.now);
         await Promise.all(
           [...groups.values()].map(async (indexes) => {
+            // KEYS: s, d, e per slot of every item, then the hashes holding the items' holds.
             const keys: string[] = [];
-            const items = indexes.map((i) => {
-              const item = op.items[i];
-              for (const s of item.slots) keys.push(...slotKeys(this.prefix, s));
-              return item;
-            });
-            const holdKeyIndexes = items.map((item) => (item.holdSlots ?? []).map((s) => keys.push(slotKeys(this.prefix, s)[0])));
-            const payload = {
-              type: 'record',
-              slotCount: items.reduce((n, item) => n + item.slots.length, 0),
-              now: op.now,
-              recentMs: RECENT_MS,
-              items: items.map((item, j) => ({
-                id: item.event.id,
-                at: item.event.timestamp,
-                holdId: item.holdId,
-                holdKeys: holdKeyIndexes[j],
-                slots: item.slots.map(scriptSlot),
-              })),
-            };
-            const out = await this.run(keys, payload);
+            const argv: string[] = ['record', now, RECENT_MS];
             // Map the group's flat slot positions back to (item, slot).
             const positions: Array<[number, number]> = [];
-            indexes.forEach((i) => op.items[i].slots.forEach((_, s) => positions.push([i, s])));
-            if (out.missing) {
-              for (const k of list<number>(out.missing)) missing.push(positions[k]);
+            for (const i of indexes) {
+              op.items[i].slots.forEach((s, j) => {
+                const base = slotBase(this.prefix, s);
+                keys.push(`${base}:s`, `${base}:d`, `${base}:e`);
+                positions.push([i, j]);
+              });
+            }
+            for (const i of indexes) {
+              const item = op.items[i];
+              const holdSlots = item.holdId ? item.holdSlots ?? [] : [];
+              argv.push(item.event.id, String(item.event.timestamp), item.holdId ?? '', String(holdSlots.length));
+              for (const s of holdSlots) argv.push(String(keys.push(`${slotBase(this.prefix, s)}:s`)));
+              argv.push(String(item.slots.length));
+              for (const s of item.slots) {
+                argv.push(s.aggregation, String(s.limitValue), contribution(s.contribution), s.windowEnd === null ? '' : String(s.windowEnd), String(s.thresholds.length));
+                for (const t of s.thresholds) argv.push(String(t));
+              }
+            }
+            const out = await this.run(keys.length, keys.concat(argv));
+            if (num(out[0]) === -1) {
+              for (const k of missingOf(out)) missing.push(positions[k]);
               for (const i of indexes) slotResults[i] = op.items[i].slots.map(() => ({ used: Number.NaN, allowed: true }));
               return;
             }
-            list<string>(out.used).forEach((u, k) => slotResults[positions[k][0]].push({ used: Number(u), allowed: true }));
-            alertLists.push(list<[number, number, string]>(out.alerts).map(([k, threshold, u]) => ({ item: positions[k][0], index: positions[k][1], threshold, used: Number(u) })));
+            const n = positions.length;
+            for (let k = 0; k < n; k++) slotResults[positions[k][0]].push({ used: num(out[k + 1]), allowed: true });
+            const alerts: (typeof alertLists)[number] = [];
+            for (let a = n + 1; a + 2 < out.length; a += 3) {
+              const [i, index] = positions[num(out[a])];
+              alerts.push({ item: i, index, threshold: op.items[i].slots[index].thresholds[num(out[a + 1])], used: num(out[a + 2]) });
+            }
+            alertLists.push(alerts);
           }),
         );
         // Flatten in the operation's order, as the contract asks.
@@ -224,30 +247,29 @@ class RedisCounters implements CounterStore {
       }
       case 'release': {
         if (op.slots.length === 0) return { allowed: true, slots: [] };
-        const keys = op.slots.flatMap((s) => slotKeys(this.prefix, s));
-        await this.run(keys, { type: 'release', now: op.now, recentMs: RECENT_MS, holdId: op.holdId, slots: op.slots.map(scriptSlot) });
+        const keys = op.slots.map((s) => `${slotBase(this.prefix, s)}:s`);
+        await this.run(keys.length, [...keys, 'release', String(op.now), op.holdId]);
         return { allowed: true, slots: [] };
       }
       case 'seed': {
         if (op.seeds.length === 0) return { allowed: true, slots: [] };
-        const keys = op.seeds.flatMap((s) => slotKeys(this.prefix, s.slot));
-        await this.run(keys, {
-          type: 'seed',
-          now: op.now,
-          recentMs: RECENT_MS,
-          seeds: op.seeds.map((s) => ({
-            slot: scriptSlot(s.slot),
-            c: s.state.count,
-            s: s.state.sum,
-            d: s.state.distinct,
-            mn: s.state.min,
-            mx: s.state.max,
-            l: s.state.latest,
-            la: s.state.latestAt,
-            values: s.distinctValues ?? [],
-            ids: s.recentEventIds,
-          })),
+        const keys = op.seeds.flatMap((s) => {
+          const base = slotBase(this.prefix, s.slot);
+          return [`${base}:s`, `${base}:d`, `${base}:e`];
         });
+        const seeds = op.seeds.map((s) => ({
+          slot: { a: s.slot.aggregation, v: s.slot.limitValue, t: s.slot.thresholds, e: s.slot.windowEnd },
+          c: s.state.count,
+          s: s.state.sum,
+          d: s.state.distinct,
+          mn: s.state.min,
+          mx: s.state.max,
+          l: s.state.latest,
+          la: s.state.latestAt,
+          values: s.distinctValues ?? [],
+          ids: s.recentEventIds,
+        }));
+        await this.run(keys.length, [...keys, 'seed', String(op.now), JSON.stringify(seeds)]);
         return { allowed: true, slots: [] };
       }
     }

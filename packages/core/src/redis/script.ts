@@ -2,126 +2,262 @@ import { createHash } from 'node:crypto';
 
 /**
  * The one script every counters decision runs. It mirrors `slots.ts` line for line. Per slot, one
- * hash (`s`) holds the running aggregate, the open holds (`h:<holdId>` = `amount|expiresAt`) and
- * the fired thresholds (`f:<percent>`), so a check reads each slot with one HGETALL; distinct
- * values live in a set (`d`) and ids of recently counted events in a sorted set (`e`, for
- * retries and seeding races).
+ * hash (`s`) holds the running aggregate (`c`, `s`, `d`, `mn`, `mx`, `l`, `la`, `seeded`), the open
+ * holds (`h:<holdId>` = `amount|expiresAt`), the fired thresholds (`f:<percent>`) and when the
+ * recent ids were last pruned (`p`); distinct values live in a set (`d`) and ids of recently
+ * counted events in a sorted set (`e`, for retries and seeding races).
  *
- * KEYS: three per slot (s, d, e) in the order of `op.slots`, then the hashes holding the items' holds.
- * ARGV[1]: the operation as JSON. Numbers come back as strings to keep every digit.
+ * A check or reservation reads a slot with one HMGET: the field its aggregation needs, the number
+ * of hold fields (`hn`) and a marker (`h:~`). Only while `hn` is 0 and the marker is there is that
+ * enough; otherwise the slot is read whole (HGETALL). `hn` is exact while the marker is there: this
+ * script sets both from a whole read and keeps `hn` up to date as it adds and drops holds. The
+ * marker looks like a lapsed hold (`0|0`) to the previous version of this script, which deletes
+ * lapsed holds whenever it touches a slot, and so whenever it might add a hold: during a rolling
+ * upgrade its holds are never missed.
+ *
+ * Arguments are flat strings, not JSON, on the hot path; only the rare seed carries JSON. A
+ * contribution is `` (none), `=<distinct value>` or a number.
+ *
+ * - check / reserve: KEYS = s per slot, then d of each slot whose contribution is a distinct
+ *   value. ARGV = op, now, (reserve: holdId, expiresAt,) then a, v, m, c per slot. Returns
+ *   {1 or 0 (allowed), used, ok (1/0), used, ok, ...}.
+ * - record: KEYS = s, d, e per slot of every item, then the hashes holding the items' holds.
+ *   ARGV = op, now, recentMs, then per item: id, at, holdId ('' for none), hold key count, hold
+ *   key indexes, slot count, then per slot: a, v, c, e ('' for none), threshold count,
+ *   thresholds. Returns {1, used per slot..., then (slot, threshold index, used) per new alert}.
+ * - release: KEYS = s per slot. ARGV = op, now, holdId.
+ * - seed: KEYS = s, d, e per slot. ARGV = op, now, the seeds as JSON.
+ *
+ * A decision that finds a slot without state returns {-1, slot indexes...} and changes nothing.
+ * Usage comes back as an integer when it is one (below 2^53), else as a 17-digit string, so
+ * every digit survives.
  */
 export const COUNTERS_SCRIPT = `
-local op = cjson.decode(ARGV[1])
-local now = tonumber(op.now)
-local RECENT = tonumber(op.recentMs)
-local GRACE = 3600000
-local NULL = cjson.null
+local op = ARGV[1]
+local NULL = false
+local MARK = 'h:~'
 
-local function fmt(x) return string.format('%.17g', x) end
-local function keysOf(i) local b = (i - 1) * 3 return KEYS[b + 1], KEYS[b + 2], KEYS[b + 3] end
+-- Helpers (and now), made on first use: a check that needs none of them makes none.
+local now, fmt, num, contribution, load, valueOf, usedWith
+local function helpers()
+  now = tonumber(ARGV[2])
 
--- The slot's state and its live holds ({ amount, expiresAt }); lapsed holds are deleted on the way.
-local function load(sk)
-  local raw = redis.call('HGETALL', sk)
-  local f, live, lapsed = {}, {}, nil
-  for j = 1, #raw, 2 do
-    local name, v = raw[j], raw[j + 1]
-    if string.sub(name, 1, 2) == 'h:' then
-      local sep = string.find(v, '|', 1, true)
-      local amount, exp = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
-      if exp <= now then
-        lapsed = lapsed or {}
-        lapsed[#lapsed + 1] = name
+  fmt = function(x) return string.format('%.17g', x) end
+
+  -- An integer reply when exact, else every digit as a string (-0 keeps its sign that way).
+  num = function(x)
+    if x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then return x end
+    return fmt(x)
+  end
+
+  contribution = function(x)
+    local n = tonumber(x)
+    if n then return n end
+    if x == '' then return NULL end
+    return string.sub(x, 2)
+  end
+
+  -- The slot's state, its live holds ({ amount, expiresAt }), its other fields and how many hold
+  -- fields it keeps. With tidy, lapsed holds are deleted (a check only reads), and hn and the
+  -- marker are set since every hold field left is known.
+  load = function(sk, tidy)
+    local raw = redis.call('HGETALL', sk)
+    local f, live, lapsed = {}, {}, {}
+    for j = 1, #raw, 2 do
+      local name, v = raw[j], raw[j + 1]
+      local b1, b2 = string.byte(name, 1, 2)
+      if b1 == 104 and b2 == 58 and name ~= MARK then
+        local sep = string.find(v, '|', 1, true)
+        local amount, exp = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
+        if exp <= now then
+          lapsed[#lapsed + 1] = name
+        else
+          live[#live + 1] = { amount, exp }
+        end
       else
-        live[#live + 1] = { amount, exp }
+        f[name] = v
+      end
+    end
+    local holds = #live + #lapsed
+    if tidy and #lapsed > 0 then
+      redis.call('HDEL', sk, unpack(lapsed))
+      holds = #live
+      redis.call('HSET', sk, 'hn', holds, MARK, '0|0')
+    end
+    if f.seeded == nil then return nil, live, f, holds end
+    return { c = tonumber(f.c) or 0, s = tonumber(f.s) or 0, d = tonumber(f.d) or 0,
+             mn = tonumber(f.mn), mx = tonumber(f.mx), l = tonumber(f.l), la = tonumber(f.la) }, live, f, holds
+  end
+
+  valueOf = function(agg, st)
+    if agg == 'sum' then return st.s
+    elseif agg == 'count' then return st.c
+    elseif agg == 'max' then return st.mx or 0
+    elseif agg == 'min' then return st.mn or 0
+    elseif agg == 'latest' then return st.l or 0
+    elseif agg == 'avg' then if st.c == 0 then return 0 end return st.s / st.c
+    elseif agg == 'unique' then return st.d end
+    return 0
+  end
+
+  usedWith = function(agg, st, live)
+    local used = valueOf(agg, st)
+    if agg == 'sum' or agg == 'count' or agg == 'unique' then
+      for _, h in ipairs(live) do used = used + h[1] end
+    elseif agg == 'max' then
+      for _, h in ipairs(live) do if h[1] > used then used = h[1] end end
+    elseif agg == 'latest' then
+      local last = nil
+      for _, h in ipairs(live) do if last == nil or h[2] >= last[2] then last = h end end
+      if last then used = last[1] end
+    end
+    return used
+  end
+end
+
+if op == 'check' or op == 'reserve' then
+  local call, tonumber = redis.call, tonumber
+  local reserve = op == 'reserve'
+  local base = reserve and 4 or 2
+  local n = (#ARGV - base) / 4
+  local out, missing, allowed, dk = { 1 }, nil, true, n
+  -- What a reservation needs again, and the slots read whole.
+  local states, lives, cs, news = nil, nil, nil, nil
+  if reserve then states, lives, cs, news = {}, {}, {}, {} end
+  for i = 1, n do
+    local b = base + i * 4 - 4
+    local sk, a, raw = KEYS[i], ARGV[b + 1], ARGV[b + 4]
+    local c = tonumber(raw)
+    if c == nil then
+      if raw == '' then c = NULL else c = string.sub(raw, 2) end
+    end
+    -- With the marker and no hold fields, only the field the aggregation reads (avg reads s and
+    -- c); otherwise the whole hash. u is the usage; mn, s and cnt what min and avg project with.
+    local v, u, mn, s, cnt
+    if a == 'sum' then v = call('HMGET', sk, MARK, 'hn', 's')
+    elseif a == 'count' then v = call('HMGET', sk, MARK, 'hn', 'c')
+    elseif a == 'unique' then v = call('HMGET', sk, MARK, 'hn', 'd')
+    elseif a == 'max' then v = call('HMGET', sk, MARK, 'hn', 'mx')
+    elseif a == 'min' then v = call('HMGET', sk, MARK, 'hn', 'mn')
+    elseif a == 'latest' then v = call('HMGET', sk, MARK, 'hn', 'l')
+    elseif a == 'avg' then v = call('HMGET', sk, MARK, 'hn', 's', 'c') end
+    if v and v[1] and v[2] == '0' then
+      local x = tonumber(v[3])
+      if a == 'avg' then
+        s, cnt = x or 0, tonumber(v[4]) or 0
+        if cnt == 0 then u = 0 else u = s / cnt end
+      else
+        u, mn = x or 0, x
       end
     else
-      f[name] = v
+      if load == nil then helpers() end
+      local st, live = load(sk, reserve)
+      if st == nil then
+        missing = missing or { -1 }
+        missing[#missing + 1] = i - 1
+      else
+        u, mn, s, cnt = usedWith(a, st, live), st.mn, st.s, st.c
+        if reserve then states[i], lives[i] = st, live end
+      end
+    end
+    local isNew = false
+    if type(c) == 'string' then
+      dk = dk + 1
+      if u ~= nil then isNew = call('SISMEMBER', KEYS[dk], c) == 0 end
+    end
+    if u ~= nil then
+      out[i * 2] = u
+      if reserve then cs[i], news[i] = c, isNew end
+      -- Soft slots always allow; without a contribution a hard slot allows while used < limit,
+      -- with one while the usage it would make stays within the limit.
+      local ok = ARGV[b + 3] == 'soft'
+      if not ok then
+        local p = u
+        if c == NULL then p = nil
+        elseif a == 'unique' then if isNew then p = u + 1 end
+        elseif a == 'sum' or a == 'count' then p = u + c
+        elseif a == 'max' then if c > u then p = c end
+        elseif a == 'latest' then p = c
+        elseif a == 'min' then if mn == nil or c < mn then p = c else p = mn end
+        elseif a == 'avg' then p = (s + c) / (cnt + 1) end
+        if p == nil then ok = u < tonumber(ARGV[b + 2]) else ok = p <= tonumber(ARGV[b + 2]) end
+      end
+      if ok then
+        out[i * 2 + 1] = 1
+      else
+        out[i * 2 + 1] = 0
+        allowed = false
+      end
     end
   end
-  if lapsed then redis.call('HDEL', sk, unpack(lapsed)) end
-  if f.seeded == nil then return nil, live end
-  return { c = tonumber(f.c) or 0, s = tonumber(f.s) or 0, d = tonumber(f.d) or 0,
-           mn = tonumber(f.mn), mx = tonumber(f.mx), l = tonumber(f.l), la = tonumber(f.la) }, live
+  if missing then return missing end
+
+  if reserve and allowed then
+    if load == nil then helpers() end
+    -- What a hold keeps back: the contribution for sum, count, max and latest, 1 for a new
+    -- distinct value (0 for one already counted); min and avg hold nothing.
+    local name, expiresAt = 'h:' .. ARGV[3], tonumber(ARGV[4])
+    local until_ = '|' .. fmt(expiresAt)
+    for i = 1, n do
+      local a, c, amount = ARGV[base + i * 4 - 3], cs[i], nil
+      if c ~= NULL then
+        if a == 'sum' or a == 'count' or a == 'max' or a == 'latest' then
+          if type(c) == 'number' then amount = c end
+        elseif a == 'unique' then
+          if news[i] then amount = 1 else amount = 0 end
+        end
+      end
+      if amount ~= nil then
+        -- The slot was read whole or had no hold fields: either way every hold field is known.
+        local live = lives[i]
+        call('HSET', KEYS[i], name, fmt(amount) .. until_, 'hn', live and #live + 1 or 1, MARK, '0|0')
+        if live then
+          live[#live + 1] = { amount, expiresAt }
+          out[i * 2] = usedWith(a, states[i], live)
+        else
+          -- The new hold is the slot's only one.
+          local u = out[i * 2]
+          if a == 'sum' or a == 'count' or a == 'unique' then u = u + amount
+          elseif a == 'max' then if amount > u then u = amount end
+          elseif a == 'latest' then u = amount end
+          out[i * 2] = u
+        end
+      end
+    end
+  end
+  if not allowed then out[1] = 0 end
+  -- Usage as an integer reply when exact, else every digit as a string (-0 keeps its sign that way).
+  for i = 2, n * 2, 2 do
+    local x = out[i]
+    if not (x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0)) then
+      out[i] = string.format('%.17g', x)
+    end
+  end
+  return out
 end
 
-local function save(sk, st)
-  redis.call('HSET', sk, 'c', fmt(st.c), 's', fmt(st.s), 'd', fmt(st.d), 'seeded', '1')
-  if st.mn then redis.call('HSET', sk, 'mn', fmt(st.mn), 'mx', fmt(st.mx)) end
-  if st.l then redis.call('HSET', sk, 'l', fmt(st.l), 'la', fmt(st.la)) end
+helpers()
+local GRACE = 3600000
+local PRUNE_EVERY = 60000
+
+-- The state as hash fields and values, for one HSET.
+local function fields(st)
+  local a = { 'c', fmt(st.c), 's', fmt(st.s), 'd', fmt(st.d), 'seeded', '1' }
+  if st.mn then a[9] = 'mn'; a[10] = fmt(st.mn); a[11] = 'mx'; a[12] = fmt(st.mx) end
+  if st.l then a[#a + 1] = 'l'; a[#a + 1] = fmt(st.l); a[#a + 1] = 'la'; a[#a + 1] = fmt(st.la) end
+  return a
 end
 
-local function expire(slot, sk, dk, ek)
-  if slot.e == NULL then
+-- PEXPIRE leaves a missing key alone; only a unique slot has a distinct-values set.
+local function expire(e, distinct, sk, dk, ek)
+  if e == NULL then
     redis.call('PERSIST', sk)
     return
   end
-  local ttl = math.max(tonumber(slot.e) - now, 0) + GRACE
+  local ttl = math.max(e - now, 0) + GRACE
   redis.call('PEXPIRE', sk, ttl)
-  if redis.call('EXISTS', dk) == 1 then redis.call('PEXPIRE', dk, ttl) end
-  if redis.call('EXISTS', ek) == 1 then redis.call('PEXPIRE', ek, ttl) end
-end
-
-local function valueOf(agg, st)
-  if agg == 'sum' then return st.s
-  elseif agg == 'count' then return st.c
-  elseif agg == 'max' then return st.mx or 0
-  elseif agg == 'min' then return st.mn or 0
-  elseif agg == 'latest' then return st.l or 0
-  elseif agg == 'avg' then if st.c == 0 then return 0 end return st.s / st.c
-  elseif agg == 'unique' then return st.d end
-  return 0
-end
-
-local function usedWith(agg, st, live)
-  local used = valueOf(agg, st)
-  if agg == 'sum' or agg == 'count' or agg == 'unique' then
-    for _, h in ipairs(live) do used = used + h[1] end
-  elseif agg == 'max' then
-    for _, h in ipairs(live) do if h[1] > used then used = h[1] end end
-  elseif agg == 'latest' then
-    local last = nil
-    for _, h in ipairs(live) do if last == nil or h[2] >= last[2] then last = h end end
-    if last then used = last[1] end
-  end
-  return used
-end
-
-local function isNewDistinct(slot, dk)
-  return type(slot.c) == 'string' and redis.call('SISMEMBER', dk, slot.c) == 0
-end
-
-local function holdAmount(slot, isNew)
-  local c = slot.c
-  if c == NULL then return nil end
-  local a = slot.a
-  if a == 'sum' or a == 'count' or a == 'max' or a == 'latest' then
-    if type(c) == 'number' then return c end
-    return nil
-  elseif a == 'unique' then
-    if isNew then return 1 end
-    return 0
-  end
-  return nil
-end
-
-local function projected(slot, st, used, isNew)
-  local c = slot.c
-  if c == NULL then return used end
-  local a = slot.a
-  if a == 'unique' then if isNew then return used + 1 end return used end
-  if a == 'sum' or a == 'count' then return used + c
-  elseif a == 'max' then return math.max(used, c)
-  elseif a == 'latest' then return c
-  elseif a == 'min' then if st.mn == nil then return c end return math.min(st.mn, c)
-  elseif a == 'avg' then return (st.s + c) / (st.c + 1) end
-  return used
-end
-
-local function allows(slot, st, used, isNew)
-  if slot.m == 'soft' then return true end
-  if slot.c == NULL then return used < slot.v end
-  return projected(slot, st, used, isNew) <= slot.v
+  if distinct then redis.call('PEXPIRE', dk, ttl) end
+  redis.call('PEXPIRE', ek, ttl)
 end
 
 local function addToState(st, c, at, isNew)
@@ -136,117 +272,135 @@ local function addToState(st, c, at, isNew)
   if st.la == nil or at >= st.la then st.l = c; st.la = at end
 end
 
-local function reached(slot, used)
+-- Positions in t of the thresholds (percent) that used has reached.
+local function reached(t, v, used)
   local out = {}
-  for _, t in ipairs(slot.t) do
-    if used * 100 >= t * slot.v - 1e-9 then out[#out + 1] = t end
+  for j = 1, #t do
+    if used * 100 >= t[j] * v - 1e-9 then out[#out + 1] = j end
   end
   return out
 end
 
-if op.type == 'check' or op.type == 'reserve' then
-  local states, lives, missing = {}, {}, {}
-  for i = 1, #op.slots do
-    local st, live = load((keysOf(i)))
-    if st == nil then missing[#missing + 1] = i - 1 else states[i] = st; lives[i] = live end
+if op == 'record' then
+  local RECENT = tonumber(ARGV[3])
+  local items, total, p = {}, 0, 4
+  while p <= #ARGV do
+    local item = { id = ARGV[p], at = tonumber(ARGV[p + 1]), holdId = ARGV[p + 2], holdKeys = {}, slots = {} }
+    local nh = tonumber(ARGV[p + 3])
+    for j = 1, nh do item.holdKeys[j] = tonumber(ARGV[p + 3 + j]) end
+    p = p + 4 + nh
+    local ns = tonumber(ARGV[p])
+    p = p + 1
+    for j = 1, ns do
+      local e, nt = ARGV[p + 3], tonumber(ARGV[p + 4])
+      local t = {}
+      for q = 1, nt do t[q] = tonumber(ARGV[p + 4 + q]) end
+      item.slots[j] = { a = ARGV[p], v = tonumber(ARGV[p + 1]), c = contribution(ARGV[p + 2]), e = e ~= '' and tonumber(e) or NULL, t = t }
+      p = p + 5 + nt
+    end
+    total = total + ns
+    items[#items + 1] = item
   end
-  if #missing > 0 then return cjson.encode({ missing = missing }) end
-  local used, ok, news, allowed = {}, {}, {}, true
-  for i, slot in ipairs(op.slots) do
-    local _, dk = keysOf(i)
-    news[i] = isNewDistinct(slot, dk)
-    local u = usedWith(slot.a, states[i], lives[i])
-    used[i] = u
-    ok[i] = allows(slot, states[i], u, news[i])
-    if not ok[i] then allowed = false end
-  end
-  if op.type == 'reserve' and allowed then
-    for i, slot in ipairs(op.slots) do
-      local amount = holdAmount(slot, news[i])
-      if amount ~= nil then
-        redis.call('HSET', (keysOf(i)), 'h:' .. op.holdId, fmt(amount) .. '|' .. fmt(op.expiresAt))
-        lives[i][#lives[i] + 1] = { amount, tonumber(op.expiresAt) }
-        used[i] = usedWith(slot.a, states[i], lives[i])
-      end
+  local missing = nil
+  for k = 1, total do
+    if redis.call('HEXISTS', KEYS[(k - 1) * 3 + 1], 'seeded') == 0 then
+      missing = missing or { -1 }
+      missing[#missing + 1] = k - 1
     end
   end
-  for i = 1, #used do used[i] = fmt(used[i]) end
-  return cjson.encode({ allowed = allowed, used = used, ok = ok })
-end
-
-if op.type == 'record' then
-  local missing = {}
-  for k = 1, op.slotCount do
-    if redis.call('HEXISTS', KEYS[(k - 1) * 3 + 1], 'seeded') == 0 then missing[#missing + 1] = k - 1 end
-  end
-  if #missing > 0 then return cjson.encode({ missing = missing }) end
-  local used, alerts = {}, {}
+  if missing then return missing end
+  local out, alerts = { 1 }, {}
   local k = 0
-  for _, item in ipairs(op.items) do
-    if item.holdId then
+  for _, item in ipairs(items) do
+    -- A dropped hold leaves hn one too high until the slot is written again: never too low.
+    if item.holdId ~= '' then
       for _, hk in ipairs(item.holdKeys) do redis.call('HDEL', KEYS[hk], 'h:' .. item.holdId) end
     end
     for _, slot in ipairs(item.slots) do
       k = k + 1
-      local sk, dk, ek = keysOf(k)
-      local st, live = load(sk)
-      do
-        local counts = slot.c ~= NULL
-        if counts then
-          if redis.call('ZSCORE', ek, item.id) then
-            counts = false
-          else
-            redis.call('ZADD', ek, now, item.id)
-            redis.call('ZREMRANGEBYSCORE', ek, '-inf', now - RECENT)
-          end
+      local b = (k - 1) * 3
+      local sk, dk, ek = KEYS[b + 1], KEYS[b + 2], KEYS[b + 3]
+      local st, live, f, holds = load(sk, true)
+      local c = slot.c
+      local write = nil
+      -- ZADD NX answers 0 for an id already counted: a retry, or an event the seed counted.
+      local counted = c ~= NULL and redis.call('ZADD', ek, 'NX', now, item.id) == 1
+      if counted then
+        local isNew = false
+        if type(c) == 'string' then isNew = redis.call('SADD', dk, c) == 1 end
+        addToState(st, c, item.at, isNew)
+        write = fields(st)
+        -- Ids older than RECENT go at most once a minute: a retry within RECENT is always caught.
+        if now - (tonumber(f.p) or 0) >= PRUNE_EVERY then
+          redis.call('ZREMRANGEBYSCORE', ek, '-inf', now - RECENT)
+          write[#write + 1] = 'p'; write[#write + 1] = ARGV[2]
         end
-        if counts then
-          local isNew = false
-          if type(slot.c) == 'string' then isNew = redis.call('SADD', dk, slot.c) == 1 end
-          addToState(st, slot.c, tonumber(item.at), isNew)
-          save(sk, st)
-          expire(slot, sk, dk, ek)
-        end
-        local u = usedWith(slot.a, st, live)
-        used[k] = fmt(u)
-        -- Thresholds are checked even for an event the seed already counted; HSETNX fires each once.
-        if slot.c ~= NULL then
-          for _, t in ipairs(reached(slot, u)) do
-            if redis.call('HSETNX', sk, 'f:' .. t, '1') == 1 then alerts[#alerts + 1] = { k - 1, t, fmt(u) } end
+      end
+      local u = usedWith(slot.a, st, live)
+      out[k + 1] = num(u)
+      -- Thresholds are checked even for an event the seed already counted; each fires once.
+      if c ~= NULL then
+        for _, j in ipairs(reached(slot.t, slot.v, u)) do
+          local name = 'f:' .. slot.t[j]
+          if f[name] == nil then
+            write = write or {}
+            write[#write + 1] = name; write[#write + 1] = '1'
+            alerts[#alerts + 1] = k - 1; alerts[#alerts + 1] = j - 1; alerts[#alerts + 1] = num(u)
           end
         end
       end
+      if write then
+        write[#write + 1] = 'hn'; write[#write + 1] = holds
+        write[#write + 1] = MARK; write[#write + 1] = '0|0'
+        redis.call('HSET', sk, unpack(write))
+      end
+      if counted then expire(slot.e, type(c) == 'string' or slot.a == 'unique', sk, dk, ek) end
     end
   end
-  return cjson.encode({ used = used, alerts = alerts })
+  for j = 1, #alerts do out[#out + 1] = alerts[j] end
+  return out
 end
 
-if op.type == 'release' then
-  for i = 1, #op.slots do redis.call('HDEL', (keysOf(i)), 'h:' .. op.holdId) end
-  return cjson.encode({})
+if op == 'release' then
+  local name = 'h:' .. ARGV[3]
+  for i = 1, #KEYS do
+    if redis.call('HDEL', KEYS[i], name) == 1 then redis.call('HINCRBY', KEYS[i], 'hn', -1) end
+  end
+  return {}
 end
 
-if op.type == 'seed' then
-  for i, seed in ipairs(op.seeds) do
-    local sk, dk, ek = keysOf(i)
-    if redis.call('HEXISTS', sk, 'seeded') == 0 then
+if op == 'seed' then
+  local CNULL = cjson.null
+  for i, seed in ipairs(cjson.decode(ARGV[3])) do
+    local b = (i - 1) * 3
+    local sk, dk, ek = KEYS[b + 1], KEYS[b + 2], KEYS[b + 3]
+    local _, _, f, holds = load(sk, false)
+    if f.seeded == nil then
       local st = { c = tonumber(seed.c), s = tonumber(seed.s), d = tonumber(seed.d),
                    mn = tonumber(seed.mn), mx = tonumber(seed.mx), l = tonumber(seed.l), la = tonumber(seed.la) }
-      save(sk, st)
+      local write = fields(st)
       for j = 1, #seed.values, 1000 do
         redis.call('SADD', dk, unpack(seed.values, j, math.min(j + 999, #seed.values)))
       end
       for j = 1, #seed.ids do redis.call('ZADD', ek, now, seed.ids[j]) end
-      if seed.slot.e ~= NULL and tonumber(seed.slot.e) <= now then
-        for _, t in ipairs(reached(seed.slot, valueOf(seed.slot.a, st))) do redis.call('HSET', sk, 'f:' .. t, '1') end
+      local slot = seed.slot
+      local e = NULL
+      if slot.e ~= CNULL then e = tonumber(slot.e) end
+      if e ~= NULL and e <= now then
+        for _, j in ipairs(reached(slot.t, slot.v, valueOf(slot.a, st))) do
+          write[#write + 1] = 'f:' .. slot.t[j]; write[#write + 1] = '1'
+        end
       end
-      expire(seed.slot, sk, dk, ek)
+      write[#write + 1] = 'hn'; write[#write + 1] = holds
+      write[#write + 1] = MARK; write[#write + 1] = '0|0'
+      redis.call('HSET', sk, unpack(write))
+      expire(e, #seed.values > 0 or slot.a == 'unique', sk, dk, ek)
     end
   end
-  return cjson.encode({})
+  return {}
 end
 
-return redis.error_reply('unknown operation ' .. tostring(op.type))
+return redis.error_reply('unknown operation ' .. tostring(op))
 `;
 
 /** SHA1 of {@link COUNTERS_SCRIPT}, the name Redis knows it by after `SCRIPT LOAD`. */
