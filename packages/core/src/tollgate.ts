@@ -1,5 +1,6 @@
 import { TollgateError, alreadyExists, notFound } from './errors.js';
 import { retryAfterSeconds } from './http.js';
+import { Deadlines } from './deadlines.js';
 import { parseBatchIngest, parseCheck, parseCommit, parseRecordEvent, parseReserve, type ParsedEvent } from './fast-parse.js';
 import { newId } from './ids.js';
 import { fieldOf, limitApplies, type Target } from './matching.js';
@@ -313,19 +314,6 @@ function decodeCursor(cursor: string): { timestamp: number; id: string } {
   });
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number | undefined): Promise<T> {
-  if (ms === undefined) return promise;
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new TollgateError('store_timeout', `The counters store did not answer within ${ms} ms. Check its health or raise storeTimeoutMs.`)),
-      ms,
-    );
-  });
-  promise.catch(() => {});
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 /**
  * Creates a Tollgate engine. Every method validates its input first and rejects bad input with
  * a `TollgateError` of code `invalid_request` before anything changes.
@@ -347,7 +335,8 @@ class Engine {
   private readonly timezone: string;
   private readonly clock: () => number;
   private readonly policy: 'open' | 'closed';
-  private readonly timeoutMs: number | undefined;
+  /** Times out calls to a shared counters store; null when they are never timed out. */
+  private readonly deadlines: Deadlines | null;
   private readonly cacheTtlMs: number;
   private readonly holdTtlMs: number;
   private readonly declaredMeters: CreateMeterInput[];
@@ -388,7 +377,11 @@ class Engine {
       throw new TollgateError('invalid_request', "options.onStoreError must be 'open' or 'closed'.", { issues: [{ path: 'onStoreError', message: "expected 'open' or 'closed'" }] });
     }
     this.policy = options.onStoreError ?? 'open';
-    this.timeoutMs = options.storeTimeoutMs ?? (counters.capabilities.shared ? 1000 : undefined);
+    if (options.storeTimeoutMs !== undefined && !(Number.isFinite(options.storeTimeoutMs) && options.storeTimeoutMs > 0)) {
+      throw new TollgateError('invalid_request', 'options.storeTimeoutMs must be a positive number of milliseconds.', { issues: [{ path: 'storeTimeoutMs', message: 'expected a positive finite number' }] });
+    }
+    const timeoutMs = options.storeTimeoutMs ?? (counters.capabilities.shared ? 1000 : undefined);
+    this.deadlines = timeoutMs === undefined ? null : new Deadlines(timeoutMs);
     this.cacheTtlMs = options.cacheTtlMs ?? (store.capabilities.shared ? 1000 : Infinity);
     this.holdTtlMs = options.defaultTtlMs ?? DEFAULT_TTL_MS;
     this.declaredMeters = (options.meters ?? []).map((m, i) => parse(createMeterSchema, m, `options.meters[${i}]`));
@@ -544,9 +537,13 @@ class Engine {
     return result;
   }
 
+  private timed<T>(promise: Promise<T>): Promise<T> {
+    return this.deadlines === null ? promise : this.deadlines.run(promise);
+  }
+
   private async decide(op: CounterOperation): Promise<CounterResult & { reason: DecisionReason }> {
     try {
-      const result = await withTimeout(this.applyCounters(op), this.timeoutMs);
+      const result = await this.timed(this.applyCounters(op));
       return Object.assign(result, { reason: 'limits' as const });
     } catch (error) {
       return { ...this.storePolicy(error), slots: [] };
@@ -644,7 +641,7 @@ class Engine {
       const fresh = items.filter((_, i) => records[i].recorded);
       const held = items.filter((item, i) => !records[i].recorded && item.holdId !== undefined);
       try {
-        result = fresh.length ? await withTimeout(this.applyCounters({ type: 'record', now, persist: false, items: fresh }), this.timeoutMs) : { allowed: true, slots: [] };
+        result = fresh.length ? await this.timed(this.applyCounters({ type: 'record', now, persist: false, items: fresh })) : { allowed: true, slots: [] };
         for (const item of held) await this.counters.apply({ type: 'release', now, holdId: item.holdId!, slots: item.holdSlots ?? [] });
       } catch {
         // The ledger has the events; the counters catch up when their slot is rebuilt.
