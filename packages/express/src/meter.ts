@@ -96,13 +96,26 @@ export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler
     }
     req.tollgate = session;
     if (sendsHeaders) setHeaders(res, rateLimitHeaders(decision.limits, headerOptions));
-    watch(req, res, session);
+    watch(res, session);
     next();
   }
 
-  function watch(req: Request, res: Response, session: MeteringSession): void {
-    // 'close' comes after 'finish' on every response, and alone when the client left first.
-    res.once('close', () => void settle(req, res, session));
+  // Where this middleware keeps a request's session on its response: a key of its own, so two
+  // meters on one route keep two sessions.
+  const SESSION = Symbol('tollgate.session');
+  type MeteredResponse = Response & { [SESSION]?: MeteringSession };
+
+  // 'close' comes after 'finish' on every response, and alone when the client left first. One
+  // listener function serves every request (the session rides on the response), and a response
+  // closes once, so it is added with on() rather than once(): no closure or wrapper per request.
+  function onClose(this: Response): void {
+    const session = (this as MeteredResponse)[SESSION];
+    if (session) void settle(this.req, this, session);
+  }
+
+  function watch(res: Response, session: MeteringSession): void {
+    (res as MeteredResponse)[SESSION] = session;
+    res.on('close', onClose);
   }
 
   async function settle(req: Request, res: Response, session: MeteringSession): Promise<void> {

@@ -401,6 +401,26 @@ describe.each([
     expect(await usage(tollgate, 'acme')).toEqual({ rpm: 20 });
   });
 
+  it('two meters on one request (router-wide and per route) each record their own event once', async () => {
+    tollgate = tollgateWith([
+      { id: 'rpm', name: 'Requests per minute', meterId: 'requests', limitValue: 1000, period: 'minute' },
+      { id: 'tokens', name: 'Tokens per day', meterId: 'tokens', limitValue: 1000, period: 'day' },
+    ]);
+    const app = express();
+    app.use(meter(tollgate, { customerId: byHeader, eventType: 'api.request' }));
+    app.post('/chat', meter(tollgate, { customerId: byHeader, eventType: 'llm.completion', estimate: { tokens: 50 } }), (req, res) => {
+      req.tollgate!.add({ tokens: 7 });
+      res.json({ ok: true });
+    });
+    server = await listen(app);
+    await request(server).post('/chat').set('x-customer-id', 'acme').expect(200);
+    await request(server).post('/chat').set('x-customer-id', 'acme').expect(200);
+    const events = await waitForEvents(tollgate, 'acme', 4);
+    await afterResponse();
+    expect(events.map((e) => e.eventType).sort()).toEqual(['api.request', 'api.request', 'llm.completion', 'llm.completion']);
+    expect(await usage(tollgate, 'acme')).toEqual({ rpm: 4, tokens: 14 });
+  });
+
   describe('when the store fails', () => {
     const limits: CreateLimitInput[] = [{ id: 'rpm', name: 'Requests per minute', meterId: 'requests', limitValue: 10, period: 'minute' }];
 
