@@ -1,6 +1,9 @@
 import { describe, expect, test } from 'vitest';
 import { TollgateError, createTollgate } from '@tollgate/core';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Deadlines } from '../src/deadlines.js';
+import { assertBuilt } from './fixtures/sql-processes.js';
 
 const later = <T>(ms: number, value: T) => new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
 const never = () => new Promise<never>(() => {});
@@ -53,5 +56,31 @@ describe('store call deadlines (one timer for every pending call)', () => {
     for (const storeTimeoutMs of [0, -5, Number.NaN, Number.POSITIVE_INFINITY]) {
       expect(() => createTollgate({ storeTimeoutMs })).toThrow(expect.objectContaining({ code: 'invalid_request', message: expect.stringContaining('storeTimeoutMs') }));
     }
+  });
+});
+
+describe('store call deadlines do not outlive the calls', () => {
+  test('once every call has settled no timer is left, so a process can exit', async () => {
+    assertBuilt();
+    // A shared store with a 2-minute timeout: after its calls, the process must exit at once.
+    const code = `
+      import { createTollgate } from '@tollgate/core';
+      import { sqliteStore } from '@tollgate/core/sqlite';
+      const tollgate = createTollgate({
+        store: sqliteStore({ path: ':memory:' }),
+        storeTimeoutMs: 120000,
+        meters: [{ id: 'm', name: 'M', aggregation: 'count', field: '*' }],
+        limits: [{ id: 'l', name: 'L', meterId: 'm', limitValue: 10, period: 'day' }],
+      });
+      await tollgate.events.record({ customerId: 'c', eventType: 'x' });
+      const r = await tollgate.reserve({ customerId: 'c', eventType: 'x', estimate: {} });
+      await r.commit();
+      console.log((await tollgate.limits.check({ customerId: 'c' })).limits[0].used);
+      await tollgate.close();`;
+    const started = Date.now();
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd: fileURLToPath(new URL('.', import.meta.url)), encoding: 'utf8', timeout: 30_000 });
+    expect(child.stderr).toBe('');
+    expect(child.stdout.trim()).toBe('2');
+    expect(Date.now() - started).toBeLessThan(20_000);
   });
 });
