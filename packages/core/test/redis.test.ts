@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTollgate, memoryStore, type CounterSlot } from '@tollgate/core';
-import { COUNTERS_SCRIPT_SHA, redisCounters } from '@tollgate/core/redis';
+import { CHECK_SCRIPT_SHA, COUNTERS_SCRIPT_SHA, redisCounters } from '@tollgate/core/redis';
 import { storeConformance } from '@tollgate/core/testing';
 
 const url = process.env.TOLLGATE_REDIS_URL;
@@ -51,14 +51,22 @@ suite('redis counters', () => {
     },
   });
 
-  test('runs its script by SHA, and falls back to EVAL when Redis has forgotten it', async () => {
+  test('runs its scripts by SHA, and falls back to EVAL when Redis has forgotten them', async () => {
     const { readFileSync } = await import('node:fs');
-    expect(await admin.script('LOAD', (await import('@tollgate/core/redis')).COUNTERS_SCRIPT)).toBe(COUNTERS_SCRIPT_SHA);
+    const scripts = await import('@tollgate/core/redis');
+    expect(await admin.script('LOAD', scripts.COUNTERS_SCRIPT)).toBe(COUNTERS_SCRIPT_SHA);
+    expect(await admin.script('LOAD', scripts.CHECK_SCRIPT)).toBe(CHECK_SCRIPT_SHA);
     await admin.script('FLUSH');
     const tollgate = createTollgate({ counters: redisCounters({ url, prefix: newPrefix() }), meters, limits });
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 5 } });
+    expect(await admin.script('EXISTS', COUNTERS_SCRIPT_SHA, CHECK_SCRIPT_SHA)).toEqual([1, 0]);
     expect((await tollgate.limits.check({ customerId: 'c' })).limits[0].used).toBe(5);
-    expect(await admin.script('EXISTS', COUNTERS_SCRIPT_SHA)).toEqual([1]);
+    expect(await admin.script('EXISTS', COUNTERS_SCRIPT_SHA, CHECK_SCRIPT_SHA)).toEqual([1, 1]);
+    await admin.script('FLUSH'); // forgotten again: the next check and reservation load them again
+    expect((await tollgate.limits.check({ customerId: 'c', estimate: { tokens: 95 } })).allowed).toBe(true);
+    expect((await tollgate.limits.check({ customerId: 'c', estimate: { tokens: 96 } })).allowed).toBe(false);
+    expect((await tollgate.reserve({ customerId: 'c', eventType: 'x', estimate: { tokens: 95 } })).allowed).toBe(true);
+    expect(await admin.script('EXISTS', COUNTERS_SCRIPT_SHA, CHECK_SCRIPT_SHA)).toEqual([1, 1]);
     await tollgate.close();
     expect(readFileSync).toBeTypeOf('function');
   });
@@ -162,6 +170,7 @@ suite('redis counters', () => {
       { id: 'low', name: 'Low', aggregation: 'min' as const, field: 'values.tokens' },
       { id: 'mean', name: 'Mean', aggregation: 'avg' as const, field: 'values.tokens' },
       { id: 'users', name: 'Users', aggregation: 'unique' as const, field: 'dimensions.user' },
+      { id: 'last', name: 'Last', aggregation: 'latest' as const, field: 'values.tokens' },
     ];
     const mixLimits = [
       { id: 'tok-day', name: 'tok', meterId: 'tok', limitValue: 400.5, period: 'day' as const, alertThresholds: [25, 50, 100] },
@@ -170,6 +179,7 @@ suite('redis counters', () => {
       { id: 'low-day', name: 'low', meterId: 'low', limitValue: 50, period: 'day' as const, mode: 'soft' as const },
       { id: 'mean-day', name: 'mean', meterId: 'mean', limitValue: 30.25, period: 'day' as const },
       { id: 'users-day', name: 'users', meterId: 'users', limitValue: 4, period: 'day' as const },
+      { id: 'last-day', name: 'last', meterId: 'last', limitValue: 19, period: 'day' as const },
     ];
     const prefix = newPrefix();
     const reference = createTollgate({ store: memoryStore(), meters: mix, limits: mixLimits });

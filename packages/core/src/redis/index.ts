@@ -1,4 +1,5 @@
 import { TollgateError } from '../errors.js';
+import { slotAllows } from '../slots.js';
 import {
   STORE_CONTRACT_VERSION,
   type CounterOperation,
@@ -7,9 +8,9 @@ import {
   type CounterStore,
   type StoreCapabilities,
 } from '../store.js';
-import { COUNTERS_SCRIPT, COUNTERS_SCRIPT_SHA } from './script.js';
+import { CHECK_SCRIPT, CHECK_SCRIPT_SHA, COUNTERS_SCRIPT, COUNTERS_SCRIPT_SHA } from './script.js';
 
-export { COUNTERS_SCRIPT, COUNTERS_SCRIPT_SHA };
+export { CHECK_SCRIPT, CHECK_SCRIPT_SHA, COUNTERS_SCRIPT, COUNTERS_SCRIPT_SHA };
 
 /**
  * The part of an ioredis `Redis` or `Cluster` the counters use. Declared here so the types of
@@ -53,6 +54,16 @@ function slotBase(prefix: string, slot: CounterSlot): string {
   return `${prefix}{${tag(slot.customerId)}}:${slot.limitKey}:${slot.windowStart}`;
 }
 
+/** A slot's keys: the common part and the state hash, for one window of one limit of one customer. */
+interface SlotKeys {
+  windowStart: number;
+  base: string;
+  s: string;
+}
+
+/** Customers whose slot keys are kept; past this many the cache starts over. */
+const KEY_CACHE_CUSTOMERS = 4096;
+
 /** A contribution as the script reads it: `` none (as JSON had it for a non-finite number too), `=<distinct value>`, or the number. */
 function contribution(c: number | string | null): string {
   if (typeof c === 'number') return Number.isFinite(c) ? String(c) : '';
@@ -68,6 +79,18 @@ function reply(raw: unknown): unknown[] {
 }
 
 const missingOf = (out: unknown[]): number[] => out.slice(1).map(num);
+
+/**
+ * A number the check script read or computed: an integer reply, a `%.17g` string (Lua spells the
+ * infinities `inf` and `-inf`), or null for a field the hash does not have.
+ */
+function stored(x: unknown): number | null {
+  if (typeof x === 'number') return x;
+  if (typeof x !== 'string') return null;
+  const n = Number(x);
+  if (n === n) return n;
+  return x === 'inf' ? Infinity : x === '-inf' ? -Infinity : Number.NaN;
+}
 
 /**
  * Counters on Redis for many app instances, beside a ledger store:
@@ -97,6 +120,8 @@ class RedisCounters implements CounterStore {
   private readonly owned: boolean;
   private readonly prefix: string;
   private connecting: Promise<RedisScriptClient> | null = null;
+  /** Slot keys by customer, then limit key: only the current window of each is kept. */
+  private readonly keyCache = new Map<string, Map<string, SlotKeys>>();
 
   constructor(private readonly options: RedisCountersOptions) {
     if (!options.client && !options.url) {
@@ -134,36 +159,110 @@ class RedisCounters implements CounterStore {
     return this.connecting;
   }
 
-  /** Runs the script by SHA (EVAL when Redis has not seen it): `args` are the keys, then ARGV. */
+  /** Runs the counters script by SHA (EVAL when Redis has not seen it): `args` are the keys, then ARGV. */
   private run(numKeys: number, args: string[]): Promise<unknown[]> {
+    return this.runScript(COUNTERS_SCRIPT_SHA, COUNTERS_SCRIPT, numKeys, args);
+  }
+
+  private runScript(sha: string, script: string, numKeys: number, args: string[]): Promise<unknown[]> {
     const client = this.client;
-    if (!client) return this.connect().then(() => this.run(numKeys, args));
-    return client.evalsha(COUNTERS_SCRIPT_SHA, numKeys, ...args).then(reply, (error: unknown) => {
+    if (!client) return this.connect().then(() => this.runScript(sha, script, numKeys, args));
+    return client.evalsha(sha, numKeys, ...args).then(reply, (error: unknown) => {
       if (!String((error as Error)?.message).includes('NOSCRIPT')) throw error;
-      return client.eval(COUNTERS_SCRIPT, numKeys, ...args).then(reply);
+      return client.eval(script, numKeys, ...args).then(reply);
     });
+  }
+
+  /** The keys of a slot, built once per window (template strings and the hash tag show in a check's profile). */
+  private keysOf(slot: CounterSlot): SlotKeys {
+    let byLimit = this.keyCache.get(slot.customerId);
+    if (byLimit === undefined) {
+      if (this.keyCache.size >= KEY_CACHE_CUSTOMERS) this.keyCache.clear();
+      byLimit = new Map();
+      this.keyCache.set(slot.customerId, byLimit);
+    }
+    let keys = byLimit.get(slot.limitKey);
+    if (keys === undefined || keys.windowStart !== slot.windowStart) {
+      const base = slotBase(this.prefix, slot);
+      keys = { windowStart: slot.windowStart, base, s: `${base}:s` };
+      byLimit.set(slot.limitKey, keys);
+    }
+    return keys;
+  }
+
+  /** A check: the check script reads each slot, and the decision is made here. */
+  private async check(now: number, slots: CounterSlot[]): Promise<CounterResult> {
+    // KEYS: s per slot, then d of each unique slot adding a distinct value.
+    // ARGV: now, then per slot its aggregation, or `=<value>` for a unique slot adding one.
+    const n = slots.length;
+    const args: string[] = new Array(n);
+    let distinct = false;
+    for (let i = 0; i < n; i++) {
+      const s = slots[i];
+      args[i] = this.keysOf(s).s;
+      if (s.aggregation === 'unique' && typeof s.contribution === 'string') distinct = true;
+    }
+    if (distinct) {
+      for (const s of slots) if (s.aggregation === 'unique' && typeof s.contribution === 'string') args.push(`${this.keysOf(s).base}:d`);
+    }
+    const numKeys = args.length;
+    args.push(String(now));
+    for (let i = 0; i < n; i++) {
+      const s = slots[i];
+      args.push(s.aggregation === 'unique' && typeof s.contribution === 'string' ? `=${s.contribution}` : s.aggregation);
+    }
+    const out = await this.runScript(CHECK_SCRIPT_SHA, CHECK_SCRIPT, numKeys, args);
+    if (Array.isArray(out[0])) return { allowed: false, slots: [], missing: (out[0] as unknown[]).map(num) };
+    const results: CounterResult['slots'] = new Array(n);
+    let allowed = true;
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const s = slots[i];
+      const a = s.aggregation;
+      let used: number;
+      let mn: number | null = null;
+      let sum = 0;
+      let count = 0;
+      if (a === 'avg') {
+        sum = stored(out[k++]) ?? 0;
+        count = stored(out[k++]) ?? 0;
+        used = count === 0 ? 0 : sum / count;
+      } else {
+        mn = stored(out[k++]);
+        used = mn ?? 0;
+      }
+      const c = s.contribution;
+      const isNew = a === 'unique' && typeof c === 'string' && out[k++] === 0;
+      // The rules of slots.ts; a non-finite contribution (never one the engine sends) counts as none, as the script reads it.
+      const ok = typeof c === 'number' && !Number.isFinite(c)
+        ? s.mode === 'soft' || used < s.limitValue
+        : slotAllows(s, { count, sum, min: mn, max: null, latest: null, latestAt: null, distinct: 0 }, used, isNew);
+      if (!ok) allowed = false;
+      results[i] = { used, allowed: ok };
+    }
+    return { allowed, slots: results };
   }
 
   async apply(op: CounterOperation): Promise<CounterResult> {
     switch (op.type) {
       case 'check':
+        return this.check(op.now, op.slots);
       case 'reserve': {
         // KEYS: s per slot, then d of each slot adding a distinct value.
-        // ARGV: op, now, (reserve: holdId, expiresAt,) then a, v, m, c per slot.
+        // ARGV: op, now, holdId, expiresAt, then a, v, m, c per slot.
         const slots = op.slots;
         const n = slots.length;
         const args: string[] = [];
         let distinct: string[] | null = null;
         for (let i = 0; i < n; i++) {
           const s = slots[i];
-          const base = slotBase(this.prefix, s);
-          args.push(`${base}:s`);
-          if (typeof s.contribution === 'string') (distinct ??= []).push(`${base}:d`);
+          const keys = this.keysOf(s);
+          args.push(keys.s);
+          if (typeof s.contribution === 'string') (distinct ??= []).push(`${keys.base}:d`);
         }
         if (distinct) args.push(...distinct);
         const numKeys = args.length;
-        if (op.type === 'reserve') args.push('reserve', String(op.now), op.holdId, String(op.expiresAt));
-        else args.push('check', String(op.now));
+        args.push('reserve', String(op.now), op.holdId, String(op.expiresAt));
         for (let i = 0; i < n; i++) {
           const s = slots[i];
           args.push(s.aggregation, String(s.limitValue), s.mode, contribution(s.contribution));
@@ -196,8 +295,8 @@ class RedisCounters implements CounterStore {
             const positions: Array<[number, number]> = [];
             for (const i of indexes) {
               op.items[i].slots.forEach((s, j) => {
-                const base = slotBase(this.prefix, s);
-                keys.push(`${base}:s`, `${base}:d`, `${base}:e`);
+                const { base, s: sk } = this.keysOf(s);
+                keys.push(sk, `${base}:d`, `${base}:e`);
                 positions.push([i, j]);
               });
             }
@@ -205,7 +304,7 @@ class RedisCounters implements CounterStore {
               const item = op.items[i];
               const holdSlots = item.holdId ? item.holdSlots ?? [] : [];
               argv.push(item.event.id, String(item.event.timestamp), item.holdId ?? '', String(holdSlots.length));
-              for (const s of holdSlots) argv.push(String(keys.push(`${slotBase(this.prefix, s)}:s`)));
+              for (const s of holdSlots) argv.push(String(keys.push(this.keysOf(s).s)));
               argv.push(String(item.slots.length));
               for (const s of item.slots) {
                 argv.push(s.aggregation, String(s.limitValue), contribution(s.contribution), s.windowEnd === null ? '' : String(s.windowEnd), String(s.thresholds.length));
@@ -247,7 +346,7 @@ class RedisCounters implements CounterStore {
       }
       case 'release': {
         if (op.slots.length === 0) return { allowed: true, slots: [] };
-        const keys = op.slots.map((s) => `${slotBase(this.prefix, s)}:s`);
+        const keys = op.slots.map((s) => this.keysOf(s).s);
         await this.run(keys.length, [...keys, 'release', String(op.now), op.holdId]);
         return { allowed: true, slots: [] };
       }

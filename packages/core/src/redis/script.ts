@@ -1,26 +1,140 @@
 import { createHash } from 'node:crypto';
 
 /**
- * The one script every counters decision runs. It mirrors `slots.ts` line for line. Per slot, one
- * hash (`s`) holds the running aggregate (`c`, `s`, `d`, `mn`, `mx`, `l`, `la`, `seeded`), the open
- * holds (`h:<holdId>` = `amount|expiresAt`), the fired thresholds (`f:<percent>`) and when the
- * recent ids were last pruned (`p`); distinct values live in a set (`d`) and ids of recently
- * counted events in a sorted set (`e`, for retries and seeding races).
+ * Two scripts run every counters operation: {@link CHECK_SCRIPT} reads for a check, which the
+ * client then decides; {@link COUNTERS_SCRIPT} reserves, records, releases and seeds, deciding
+ * inside the script so a hold is placed only when every hard slot allows. Together they mirror
+ * `slots.ts` line for line. Per slot, one hash (`s`) holds the running aggregate (`c`, `s`, `d`,
+ * `mn`, `mx`, `l`, `la`, `seeded`), the open holds (`h:<holdId>` = `amount|expiresAt`), the fired
+ * thresholds (`f:<percent>`) and when the recent ids were last pruned (`p`); distinct values live
+ * in a set (`d`) and ids of recently counted events in a sorted set (`e`, for retries and seeding
+ * races).
  *
  * A check or reservation reads a slot with one HMGET: the field its aggregation needs, the number
  * of hold fields (`hn`) and a marker (`h:~`). Only while `hn` is 0 and the marker is there is that
- * enough; otherwise the slot is read whole (HGETALL). `hn` is exact while the marker is there: this
- * script sets both from a whole read and keeps `hn` up to date as it adds and drops holds. The
- * marker looks like a lapsed hold (`0|0`) to the previous version of this script, which deletes
- * lapsed holds whenever it touches a slot, and so whenever it might add a hold: during a rolling
- * upgrade its holds are never missed.
+ * enough; otherwise the slot is read whole (HGETALL). `hn` is exact while the marker is there: the
+ * counters script sets both from a whole read and keeps `hn` up to date as it adds and drops
+ * holds. The marker looks like a lapsed hold (`0|0`) to the previous version of the script, which
+ * deletes lapsed holds whenever it touches a slot, and so whenever it might add a hold: during a
+ * rolling upgrade its holds are never missed.
+ */
+
+/**
+ * A check: reads each slot and changes nothing; the client decides from what it returns, with no
+ * limit, mode or contribution sent. KEYS = s per slot, then d of each slot adding a distinct value.
+ * ARGV = now, then per slot its aggregation, or `=<distinct value>` for a unique slot adding one.
  *
- * Arguments are flat strings, not JSON, on the hot path; only the rare seed carries JSON. A
- * contribution is `` (none), `=<distinct value>` or a number.
+ * Returns per slot, in order: the usage; for avg instead the stored sum and count, for min the
+ * stored minimum (false when unset); then, for a `=` slot, 1 if the value is already counted, else
+ * 0. A usage read from the hash comes back as it is stored (a `%.17g` string, or false when
+ * unset); one computed with holds as an integer when exact (below 2^53), else a `%.17g` string.
+ * A check that finds slots without state returns {{slot indexes...}}.
  *
- * - check / reserve: KEYS = s per slot, then d of each slot whose contribution is a distinct
- *   value. ARGV = op, now, (reserve: holdId, expiresAt,) then a, v, m, c per slot. Returns
- *   {1 or 0 (allowed), used, ok (1/0), used, ok, ...}.
+ * Nothing here makes a table or closure beyond the reply unless a slot must be read whole.
+ */
+export const CHECK_SCRIPT = `
+local call, K, A = redis.call, KEYS, ARGV
+local MARK = 'h:~'
+local n = #A - 1
+local out, k, dk, missing = {}, 0, n, nil
+for i = 1, n do
+  local a, sk = A[i + 1], K[i]
+  local v
+  if a == 'sum' then v = call('HMGET', sk, MARK, 'hn', 's')
+  elseif a == 'count' then v = call('HMGET', sk, MARK, 'hn', 'c')
+  elseif a == 'max' then v = call('HMGET', sk, MARK, 'hn', 'mx')
+  elseif a == 'min' then v = call('HMGET', sk, MARK, 'hn', 'mn')
+  elseif a == 'latest' then v = call('HMGET', sk, MARK, 'hn', 'l')
+  elseif a == 'avg' then v = call('HMGET', sk, MARK, 'hn', 's', 'c')
+  else v = call('HMGET', sk, MARK, 'hn', 'd') end
+  if v[1] and v[2] == '0' then
+    -- A stored number goes back as an integer reply when it is one (cheaper for the client to
+    -- read), else as stored; false when unset.
+    local x = tonumber(v[3])
+    if x and x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then v[3] = x end
+    k = k + 1
+    out[k] = v[3]
+    if a == 'avg' then
+      x = tonumber(v[4])
+      if x and x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then v[4] = x end
+      k = k + 1
+      out[k] = v[4]
+    end
+  else
+    -- Read whole: the aggregate and the live holds (lapsed ones are skipped, not deleted).
+    local raw, now = call('HGETALL', sk), tonumber(A[1])
+    local f, amounts, exps = {}, {}, {}
+    for j = 1, #raw, 2 do
+      local name, x = raw[j], raw[j + 1]
+      local b1, b2 = string.byte(name, 1, 2)
+      if b1 == 104 and b2 == 58 and name ~= MARK then
+        local sep = string.find(x, '|', 1, true)
+        local exp = tonumber(string.sub(x, sep + 1))
+        if exp > now then
+          amounts[#amounts + 1] = tonumber(string.sub(x, 1, sep - 1))
+          exps[#exps + 1] = exp
+        end
+      else
+        f[name] = x
+      end
+    end
+    if f.seeded == nil then
+      missing = missing or {}
+      missing[#missing + 1] = i - 1
+    elseif a == 'avg' then
+      out[k + 1] = f.s or false
+      out[k + 2] = f.c or false
+      k = k + 2
+    elseif a == 'min' then
+      k = k + 1
+      out[k] = f.mn or false
+    else
+      -- Holds add to sum, count and unique; max takes the largest; latest the one expiring last
+      -- (the later-read on a tie). Min and avg hold nothing.
+      local u
+      if a == 'sum' then u = tonumber(f.s) or 0
+      elseif a == 'count' then u = tonumber(f.c) or 0
+      elseif a == 'max' then u = tonumber(f.mx) or 0
+      elseif a == 'latest' then u = tonumber(f.l) or 0
+      else u = tonumber(f.d) or 0 end
+      if a == 'max' then
+        for j = 1, #amounts do if amounts[j] > u then u = amounts[j] end end
+      elseif a == 'latest' then
+        local last = nil
+        for j = 1, #amounts do if last == nil or exps[j] >= exps[last] then last = j end end
+        if last then u = amounts[last] end
+      else
+        for j = 1, #amounts do u = u + amounts[j] end
+      end
+      if not (u % 1 == 0 and u < 9007199254740992 and u > -9007199254740992 and (u ~= 0 or 1 / u > 0)) then
+        u = string.format('%.17g', u)
+      end
+      k = k + 1
+      out[k] = u
+    end
+  end
+  if string.byte(a, 1) == 61 then
+    dk = dk + 1
+    if missing == nil then
+      k = k + 1
+      out[k] = call('SISMEMBER', K[dk], string.sub(a, 2))
+    end
+  end
+end
+if missing then return { missing } end
+return out
+`;
+
+/** SHA1 of {@link CHECK_SCRIPT}, the name Redis knows it by after `SCRIPT LOAD`. */
+export const CHECK_SCRIPT_SHA = createHash('sha1').update(CHECK_SCRIPT).digest('hex');
+
+/**
+ * Reserve, record, release and seed. Arguments are flat strings, not JSON, on the hot path; only
+ * the rare seed carries JSON. A contribution is `` (none), `=<distinct value>` or a number.
+ *
+ * - reserve: KEYS = s per slot, then d of each slot whose contribution is a distinct value.
+ *   ARGV = op, now, holdId, expiresAt, then a, v, m, c per slot. Returns
+ *   {1 or 0 (allowed), used, ok (1/0), used, ok, ...}; the hold is placed only when allowed.
  * - record: KEYS = s, d, e per slot of every item, then the hashes holding the items' holds.
  *   ARGV = op, now, recentMs, then per item: id, at, holdId ('' for none), hold key count, hold
  *   key indexes, slot count, then per slot: a, v, c, e ('' for none), threshold count,
@@ -37,7 +151,7 @@ local op = ARGV[1]
 local NULL = false
 local MARK = 'h:~'
 
--- Helpers (and now), made on first use: a check that needs none of them makes none.
+-- Helpers (and now), made on first use: a reservation that needs none of them makes none.
 local now, fmt, num, contribution, load, valueOf, usedWith
 local function helpers()
   now = tonumber(ARGV[2])
@@ -58,7 +172,7 @@ local function helpers()
   end
 
   -- The slot's state, its live holds ({ amount, expiresAt }), its other fields and how many hold
-  -- fields it keeps. With tidy, lapsed holds are deleted (a check only reads), and hn and the
+  -- fields it keeps. With tidy, lapsed holds are deleted (a seed only reads), and hn and the
   -- marker are set since every hold field left is known.
   load = function(sk, tidy)
     local raw = redis.call('HGETALL', sk)
@@ -115,15 +229,13 @@ local function helpers()
   end
 end
 
-if op == 'check' or op == 'reserve' then
+if op == 'reserve' then
   local call, tonumber = redis.call, tonumber
-  local reserve = op == 'reserve'
-  local base = reserve and 4 or 2
+  local base = 4
   local n = (#ARGV - base) / 4
   local out, missing, allowed, dk = { 1 }, nil, true, n
-  -- What a reservation needs again, and the slots read whole.
-  local states, lives, cs, news = nil, nil, nil, nil
-  if reserve then states, lives, cs, news = {}, {}, {}, {} end
+  -- What the reservation needs again, and the slots read whole.
+  local states, lives, cs, news = {}, {}, {}, {}
   for i = 1, n do
     local b = base + i * 4 - 4
     local sk, a, raw = KEYS[i], ARGV[b + 1], ARGV[b + 4]
@@ -151,13 +263,13 @@ if op == 'check' or op == 'reserve' then
       end
     else
       if load == nil then helpers() end
-      local st, live = load(sk, reserve)
+      local st, live = load(sk, true)
       if st == nil then
         missing = missing or { -1 }
         missing[#missing + 1] = i - 1
       else
         u, mn, s, cnt = usedWith(a, st, live), st.mn, st.s, st.c
-        if reserve then states[i], lives[i] = st, live end
+        states[i], lives[i] = st, live
       end
     end
     local isNew = false
@@ -167,7 +279,7 @@ if op == 'check' or op == 'reserve' then
     end
     if u ~= nil then
       out[i * 2] = u
-      if reserve then cs[i], news[i] = c, isNew end
+      cs[i], news[i] = c, isNew
       -- Soft slots always allow; without a contribution a hard slot allows while used < limit,
       -- with one while the usage it would make stays within the limit.
       local ok = ARGV[b + 3] == 'soft'
@@ -192,7 +304,7 @@ if op == 'check' or op == 'reserve' then
   end
   if missing then return missing end
 
-  if reserve and allowed then
+  if allowed then
     if load == nil then helpers() end
     -- What a hold keeps back: the contribution for sum, count, max and latest, 1 for a new
     -- distinct value (0 for one already counted); min and avg hold nothing.
