@@ -240,9 +240,11 @@ class MemoryStore implements Store {
       if (commitsOpenHold) own.unindexed.push(event);
       else own.keys.set(key, event.id);
     }
-    insertSorted(this.events, event);
     let own = this.eventsByCustomer.get(event.customerId);
     if (!own) this.eventsByCustomer.set(event.customerId, (own = []));
+    // Every event of a customer shares one id string: a kept event is one object fewer.
+    else event.customerId = own[0].customerId;
+    insertSorted(this.events, event);
     insertSorted(own, event);
     return { id: event.id, recorded: true };
   }
