@@ -5,6 +5,7 @@ import {
   type CounterOperation,
   type CounterResult,
   type CounterSlot,
+  type CounterStore,
   type EventCursor,
   type EventQuery,
   type MeterSource,
@@ -148,6 +149,15 @@ function pageOf<T extends { id: string }>(map: Map<string, T>, limit: number, cu
  */
 export function memoryStore(): Store {
   return new MemoryStore();
+}
+
+/**
+ * The memory store's synchronous `apply`, when `store` is a memory store used as it is: the engine
+ * then decides without promise hops. A wrapped store (a proxy or subclass replacing `apply`, say
+ * to inject failures or trace calls) gets null, so every operation goes through its `apply`.
+ */
+export function applyNowOf(store: CounterStore): ((op: CounterOperation) => CounterResult) | null {
+  return store instanceof MemoryStore && store.apply === MemoryStore.prototype.apply ? (op) => store.applyNow(op) : null;
 }
 
 class MemoryStore implements Store {
@@ -394,10 +404,10 @@ class MemoryStore implements Store {
   }
 
   async apply(op: CounterOperation): Promise<CounterResult> {
-    return this.applySync(op);
+    return this.applyNow(op);
   }
 
-  private applySync(op: CounterOperation): CounterResult {
+  applyNow(op: CounterOperation): CounterResult {
     if (++this.operations % SWEEP_EVERY === 0) this.sweep(op.now);
     switch (op.type) {
       case 'check':
@@ -429,7 +439,8 @@ class MemoryStore implements Store {
           const holdWasOpen = item.holdId !== undefined && this.dropHold(item.holdId, item.holdSlots ?? []);
           const record = op.persist ? this.insertEvent(item.event, holdWasOpen && item.event.idempotencyKey === item.holdId) : { id: item.event.id, recorded: true };
           records.push(record);
-          item.slots.forEach((slot, i) => {
+          for (let i = 0; i < item.slots.length; i++) {
+            const slot = item.slots[i];
             const s = states[i];
             let counts = record.recorded && slot.contribution !== null;
             if (counts && !op.persist) {
@@ -444,14 +455,14 @@ class MemoryStore implements Store {
             }
             const used = this.usedOf(slot, s);
             slots.push({ used, allowed: true });
-            if (!counts) return;
+            if (!counts) continue;
             for (const threshold of reachedThresholds(slot, used)) {
               s.fired ??= new Set();
               if (s.fired.has(threshold)) continue;
               s.fired.add(threshold);
               alerts.push({ slot: slots.length - 1, threshold, used });
             }
-          });
+          }
         }
         return { allowed: true, slots, records, alerts };
       }

@@ -101,7 +101,10 @@ function checkMeterField(m: { aggregation?: string; field?: string }, ctx: z.Ref
     if (m.field !== '*') ctx.addIssue({ code: 'custom', path: ['field'], message: "count meters count events: use field '*'" });
     return;
   }
-  if (m.field === '*') {
+  if (FORBIDDEN_KEYS.has(m.field.slice(m.field.indexOf('.') + 1))) {
+    // No event can carry such a key (values and dimensions refuse it), so the meter would never count.
+    ctx.addIssue({ code: 'custom', path: ['field'], message: 'keys __proto__, constructor and prototype are reserved' });
+  } else if (m.field === '*') {
     ctx.addIssue({ code: 'custom', path: ['field'], message: `aggregation ${m.aggregation} needs a field such as values.tokens` });
   } else if (m.aggregation === 'unique' ? !m.field.startsWith('dimensions.') : !m.field.startsWith('values.')) {
     ctx.addIssue({

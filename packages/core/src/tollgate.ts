@@ -3,8 +3,8 @@ import { retryAfterSeconds } from './http.js';
 import { Deadlines } from './deadlines.js';
 import { parseBatchIngest, parseCheck, parseCommit, parseRecordEvent, parseReserve, type ParsedEvent } from './fast-parse.js';
 import { newId } from './ids.js';
-import { fieldOf, limitApplies, type Target } from './matching.js';
-import { memoryStore } from './memory-store.js';
+import { limitApplies, type Target } from './matching.js';
+import { applyNowOf, memoryStore } from './memory-store.js';
 import {
   breakdownSchema,
   createCustomerSchema,
@@ -193,6 +193,9 @@ interface LimitEntry {
   limitKey: string;
   /** Alert thresholds plus 100, ascending. */
   thresholds: number[];
+  /** Where the meter's field is read: 'count' (always 1), or the key in values or dimensions. */
+  reads: 'count' | 'values' | 'dimensions';
+  fieldKey: string;
 }
 
 interface Definitions {
@@ -213,6 +216,8 @@ interface CachedWindow extends Window {
 interface CustomerContext extends WindowContext {
   windows: Map<string, CachedWindow>;
 }
+
+type Decided = CounterResult & { reason: DecisionReason };
 
 interface Prepared {
   defs: Definitions;
@@ -335,6 +340,8 @@ class Engine {
   private readonly timezone: string;
   private readonly clock: () => number;
   private readonly policy: 'open' | 'closed';
+  /** The counters store's synchronous apply (the memory store as it is), else null. */
+  private readonly applyNow: ((op: CounterOperation) => CounterResult) | null;
   /** Times out calls to a shared counters store; null when they are never timed out. */
   private readonly deadlines: Deadlines | null;
   private readonly cacheTtlMs: number;
@@ -382,6 +389,7 @@ class Engine {
     }
     const timeoutMs = options.storeTimeoutMs ?? (counters.capabilities.shared ? 1000 : undefined);
     this.deadlines = timeoutMs === undefined ? null : new Deadlines(timeoutMs);
+    this.applyNow = timeoutMs === undefined ? applyNowOf(counters) : null;
     this.cacheTtlMs = options.cacheTtlMs ?? (store.capabilities.shared ? 1000 : Infinity);
     this.holdTtlMs = options.defaultTtlMs ?? DEFAULT_TTL_MS;
     this.declaredMeters = (options.meters ?? []).map((m, i) => parse(createMeterSchema, m, `options.meters[${i}]`));
@@ -423,6 +431,8 @@ class Engine {
         meter,
         limitKey: `${limit.id}@${fnv1a(canonical([limit.period, limit.dimensionFilters, meter.aggregation, meter.field, meter.eventFilter]))}`,
         thresholds: [...new Set([...(limit.alertThresholds ?? []), 100])].sort((a, b) => a - b),
+        reads: meter.aggregation === 'count' || meter.field === '*' ? 'count' : meter.field.startsWith('values.') ? 'values' : 'dimensions',
+        fieldKey: meter.field.slice(meter.field.indexOf('.') + 1),
       });
     }
     this.defs = { meters, limits, entries, loadedAt: this.clock() };
@@ -446,7 +456,6 @@ class Engine {
     return this.loadDefinitions().catch((e) => { throw storeFailure(e, 'loading meters and limits'); });
   }
 
-  /** The window context of a customer; with `create`, an unknown customer is created first. */
   /**
    * The window context of a customer; with `create`, an unknown customer is created first.
    * A customer not (yet) known is cached too, so checks for it cost no ledger read either.
@@ -487,12 +496,17 @@ class Engine {
 
   // ── slots and decisions ──────────────────────────────────────────────────
 
-  /** The slots of every limit that applies to `target`, in the windows containing `at`. */
-  private slotsFor(defs: Definitions, target: Target, strict: boolean, at: number, context: CustomerContext, contribution: (meter: Meter) => number | string | null): LimitSlot[] {
+  /**
+   * The slots of every limit that applies to `target`, in the windows containing `at`. Each slot's
+   * contribution comes from `values` (an estimate or an event's values; none when undefined): 1 for
+   * a count meter, else the meter's field.
+   */
+  private slotsFor(defs: Definitions, target: Target, strict: boolean, at: number, context: CustomerContext, values: Values | undefined): LimitSlot[] {
     const slots: LimitSlot[] = [];
-    for (const { limit, meter, limitKey, thresholds } of defs.entries) {
+    for (const { limit, meter, limitKey, thresholds, reads, fieldKey } of defs.entries) {
       if (!limitApplies(limit, meter, target, strict)) continue;
-      slots.push(new LimitSlot(limit, meter, this.windowOf(limit, at, context), limitKey, target.customerId, contribution(meter), thresholds));
+      const contribution = values === undefined ? null : reads === 'count' ? 1 : (reads === 'values' ? values[fieldKey] : target.dimensions?.[fieldKey]) ?? null;
+      slots.push(new LimitSlot(limit, meter, this.windowOf(limit, at, context), limitKey, target.customerId, contribution, thresholds));
     }
     return slots;
   }
@@ -541,7 +555,21 @@ class Engine {
     return this.deadlines === null ? promise : this.deadlines.run(promise);
   }
 
-  private async decide(op: CounterOperation): Promise<CounterResult & { reason: DecisionReason }> {
+  /** Decides an operation; synchronously when the counters store answers at once and is not timed. */
+  private decide(op: CounterOperation): Decided | Promise<Decided> {
+    if (this.applyNow !== null) {
+      try {
+        const result = this.applyNow(op);
+        // A slot to seed from the ledger takes the full path (nothing was changed).
+        if (!result.missing?.length) return Object.assign(result, { reason: 'limits' as const });
+      } catch (error) {
+        return { ...this.storePolicy(error), slots: [] };
+      }
+    }
+    return this.decideAsync(op);
+  }
+
+  private async decideAsync(op: CounterOperation): Promise<Decided> {
     try {
       const result = await this.timed(this.applyCounters(op));
       return Object.assign(result, { reason: 'limits' as const });
@@ -591,15 +619,6 @@ class Engine {
     });
   }
 
-  private contributionFromEstimate(estimate: Values | undefined, dimensions: Dimensions | undefined) {
-    return (meter: Meter): number | string | null => {
-      if (estimate === undefined) return null;
-      if (meter.aggregation === 'count') return 1;
-      const v = fieldOf(meter.field, estimate, dimensions ?? {});
-      return v === undefined ? null : v;
-    };
-  }
-
   // ── recording ────────────────────────────────────────────────────────────
 
   /** The record item for an event; synchronous when the customer and definitions are cached. */
@@ -614,11 +633,7 @@ class Engine {
   }
 
   private buildItem(event: StoredEvent, { defs, context }: Prepared, hold?: { id: string; slots: CounterSlot[] }): RecordItem {
-    const slots = this.slotsFor(defs, event, true, event.timestamp, context, (meter) => {
-      if (meter.aggregation === 'count') return 1;
-      const v = fieldOf(meter.field, event.values, event.dimensions);
-      return v === undefined ? null : v;
-    });
+    const slots = this.slotsFor(defs, event, true, event.timestamp, context, event.values);
     return hold === undefined ? { event, slots } : { event, slots, holdId: hold.id, holdSlots: hold.slots };
   }
 
@@ -627,7 +642,8 @@ class Engine {
     let result: CounterResult;
     if (this.combined) {
       try {
-        result = await this.counters.apply({ type: 'record', now, persist: true, items });
+        const op: CounterOperation = { type: 'record', now, persist: true, items };
+        result = this.applyNow !== null ? this.applyNow(op) : await this.counters.apply(op);
       } catch (e) {
         throw storeFailure(e, 'recording');
       }
@@ -861,9 +877,10 @@ class Engine {
           return { ...this.storePolicy(error), limits: [], retryAfter: null };
         }
         const { defs: d, context } = prepared;
-        const slots = this.slotsFor(d, parsed, false, at, context, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
+        const slots = this.slotsFor(d, parsed, false, at, context, parsed.estimate);
         if (slots.length === 0) return { allowed: true, limits: [], reason: 'limits', retryAfter: null };
-        const result = await this.decide({ type: 'check', now: at, slots });
+        const decided = this.decide({ type: 'check', now: at, slots });
+        const result = decided instanceof Promise ? await decided : decided;
         const limits = this.statuses(slots, result);
         return { allowed: result.allowed, limits, reason: result.reason, retryAfter: result.allowed ? null : retryAfterSeconds(limits, at) };
       },
@@ -924,10 +941,11 @@ class Engine {
       try {
         const p = this.prepare(parsed.customerId, true, at);
         const { defs, context } = p instanceof Promise ? await p : p;
-        slots = this.slotsFor(defs, parsed, false, at, context, this.contributionFromEstimate(parsed.estimate, parsed.dimensions));
-        result = slots.length === 0
-          ? { allowed: true, slots: [], reason: 'limits' }
-          : await this.decide({ type: 'reserve', now: at, holdId: id, expiresAt, slots });
+        slots = this.slotsFor(defs, parsed, false, at, context, parsed.estimate);
+        const decided = slots.length === 0
+          ? { allowed: true, slots: [], reason: 'limits' as const }
+          : this.decide({ type: 'reserve', now: at, holdId: id, expiresAt, slots });
+        result = decided instanceof Promise ? await decided : decided;
       } catch (error) {
         // The ledger failed while resolving the customer or the definitions: the policy decides, and nothing is held.
         slots = [];

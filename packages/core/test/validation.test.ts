@@ -132,6 +132,14 @@ describe('bad input is rejected with invalid_request naming the field, and chang
     await rejects(t.meters.create({ id: 'm', name: 'm', aggregation: 'unique', field: 'values.tokens' }), 'field');
     await nothingStored(t);
   });
+
+  test('meters reading a reserved key, which no event can carry', async () => {
+    const t = setup();
+    await rejects(t.meters.create({ id: 'm', name: 'm', aggregation: 'sum', field: 'values.constructor' }), 'field');
+    await rejects(t.meters.create({ id: 'm', name: 'm', aggregation: 'max', field: 'values.__proto__' }), 'field');
+    await rejects(t.meters.create({ id: 'm', name: 'm', aggregation: 'unique', field: 'dimensions.prototype' }), 'field');
+    await nothingStored(t);
+  });
   test('declared definitions are validated when Tollgate is created', () => {
     expect(() => createTollgate({ limits: [{ id: 'l', name: 'l', meterId: 'm', limitValue: -1, period: 'day' }] })).toThrow(TollgateError);
   });

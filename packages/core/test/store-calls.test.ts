@@ -1,3 +1,5 @@
+// How the engine calls its counters store: deadlines on shared stores, and the synchronous path
+// it takes only for the memory store used as it is.
 import { describe, expect, test } from 'vitest';
 import { TollgateError, createTollgate } from '@tollgate/core';
 import { spawnSync } from 'node:child_process';
@@ -82,5 +84,31 @@ describe('store call deadlines do not outlive the calls', () => {
     expect(child.stderr).toBe('');
     expect(child.stdout.trim()).toBe('2');
     expect(Date.now() - started).toBeLessThan(20_000);
+  });
+});
+
+describe('the memory store answers synchronously only when used as it is', () => {
+  test("a wrapped memory store's apply sees every operation", async () => {
+    const { memoryStore } = await import('@tollgate/core');
+    const inner = memoryStore();
+    const seen: string[] = [];
+    const store = new Proxy(inner, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (prop === 'apply') return (op: { type: string }) => (seen.push(op.type), value.call(target, op));
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const tollgate = createTollgate({
+      store,
+      meters: [{ id: 'm', name: 'M', aggregation: 'count', field: '*' }],
+      limits: [{ id: 'l', name: 'L', meterId: 'm', limitValue: 10, period: 'day' }],
+    });
+    await tollgate.limits.check({ customerId: 'c' });
+    const r = await tollgate.reserve({ customerId: 'c', eventType: 'x', estimate: {} });
+    await r.commit();
+    await tollgate.events.record({ customerId: 'c', eventType: 'x' });
+    expect(seen).toEqual(['check', 'reserve', 'record', 'record']);
+    expect((await tollgate.limits.check({ customerId: 'c' })).limits[0].used).toBe(2);
   });
 });
