@@ -25,6 +25,13 @@ export interface Dialect {
   buckets(boundaries: number[], params: unknown[]): { from: string; group: string; where: string[] };
   /** Expands `event_values` into (key, value) rows, joined after the events table. */
   expandValues(): { join: string; key: string; value: string };
+  /**
+   * Set when the database groups faster over a subquery that has already pulled each event's
+   * group and values out of its JSON (SQLite sorts rows to group them, and a narrow row sorts far
+   * faster than one carrying the JSON): the clause that keeps the subquery from being merged back
+   * into the grouping query, e.g. `LIMIT -1`.
+   */
+  groupOverExtracted?: string;
 }
 
 export interface Statement {
@@ -94,8 +101,17 @@ function groupParts(d: Dialect, grouping: Grouping, params: unknown[]): GroupPar
 export function totalsStatement(d: Dialect, q: EventQuery, grouping: Grouping, valueKeys: string[]): Statement {
   const params: unknown[] = [];
   const group = groupParts(d, grouping, params);
-  const sums = valueKeys.map((k, i) => `SUM(${d.float(d.value(k, params))}) AS v${i}`);
+  const values = valueKeys.map((k) => d.float(d.value(k, params)));
   const where = [...group.where, ...conditions(d, q, params)];
+  if (group.groupBy && d.groupOverExtracted !== undefined) {
+    const inner = [`${group.select} AS g`, ...values.map((v, i) => `${v} AS v${i}`)].join(', ');
+    const sums = values.map((_, i) => `SUM(v${i}) AS v${i}`);
+    return {
+      text: `SELECT ${['g', 'COUNT(*) AS n', ...sums].join(', ')} FROM (SELECT ${inner} FROM ${group.from} ${whereClause(where)} ${d.groupOverExtracted}) GROUP BY 1`,
+      params,
+    };
+  }
+  const sums = values.map((v, i) => `SUM(${v}) AS v${i}`);
   return {
     text: `SELECT ${[`${group.select} AS g`, 'COUNT(*) AS n', ...sums].join(', ')} FROM ${group.from} ${whereClause(where)}${group.groupBy}`,
     params,

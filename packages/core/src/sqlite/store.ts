@@ -139,6 +139,7 @@ const dialect: Dialect = {
     };
   },
   expandValues: () => ({ join: 'JOIN json_each(event_values) AS x', key: 'x.key', value: 'x.value' }),
+  groupOverExtracted: 'LIMIT -1',
 };
 
 const named = (params: unknown[]) => Object.fromEntries(params.map((v, i) => [`p${i}`, v]));
