@@ -23,6 +23,7 @@ import { allStorable, assertStorable, assertStorableEvents, eventFromRow, loadDr
 import {
   appliedProbes,
   assertStorableSlots,
+  freshEvents,
   customersOf,
   idempotencyId,
   idempotencyProbes,
@@ -384,15 +385,7 @@ class PostgresStore implements Store {
     const customers = [...new Set(events.filter((e) => e.idempotencyKey !== undefined).map((e) => e.customerId))].sort();
     return this.transaction(pool, async (client) => {
       const { idempotency } = await this.load(client, null, events);
-      const fresh: StoredEvent[] = [];
-      const records = events.map((e) => {
-        const key = e.idempotencyKey === undefined ? undefined : idempotencyId(e.customerId, e.idempotencyKey);
-        const first = key === undefined ? undefined : idempotency.get(key);
-        if (first !== undefined) return { id: first, recorded: false };
-        if (key !== undefined) idempotency.set(key, e.id);
-        fresh.push(e);
-        return { id: e.id, recorded: true };
-      });
+      const { records, fresh } = freshEvents(events, idempotency);
       const writes: CounterWrites = { counters: new Map(), holds: [], droppedHolds: [], values: [], alerts: [], applied: [], events: fresh };
       await this.write(client, [], 0, writes);
       return records;

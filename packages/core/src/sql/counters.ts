@@ -71,6 +71,31 @@ export function idempotencyProbes(events: StoredEvent[]): Array<{ customerId: st
 export const idempotencyId = (customerId: string, key: string) => `${customerId}\u0000${key}`;
 
 /**
+ * An event's record as `insertEvents` answers it: new, or the id first stored under its
+ * idempotency key. `idempotency` maps {@link idempotencyId} to those ids and learns the new key,
+ * so a key repeated within one batch is counted once too.
+ */
+export function recordOf(e: StoredEvent, idempotency: Map<string, string>): { id: string; recorded: boolean } {
+  if (e.idempotencyKey === undefined) return { id: e.id, recorded: true };
+  const key = idempotencyId(e.customerId, e.idempotencyKey);
+  const first = idempotency.get(key);
+  if (first !== undefined) return { id: first, recorded: false };
+  idempotency.set(key, e.id);
+  return { id: e.id, recorded: true };
+}
+
+/** The records of a batch and the events in it to insert (the ones whose key was not seen). */
+export function freshEvents(events: StoredEvent[], idempotency: Map<string, string>): { records: Array<{ id: string; recorded: boolean }>; fresh: StoredEvent[] } {
+  const fresh: StoredEvent[] = [];
+  const records = events.map((e) => {
+    const record = recordOf(e, idempotency);
+    if (record.recorded) fresh.push(e);
+    return record;
+  });
+  return { records, fresh };
+}
+
+/**
  * Customers whose counters or idempotency keys an operation touches, sorted (the lock order).
  * An event with neither needs no lock: inserting it cannot race with anything.
  */
@@ -145,16 +170,8 @@ export function planOperation(
           for (const s of slots.values()) s.holds.delete(item.holdId);
           writes.droppedHolds.push(item.holdId);
         }
-        let record = { id: item.event.id, recorded: true };
-        if (op.persist) {
-          const key = item.event.idempotencyKey === undefined ? undefined : idempotencyId(item.event.customerId, item.event.idempotencyKey);
-          const first = key === undefined ? undefined : idempotency.get(key);
-          if (first !== undefined) record = { id: first, recorded: false };
-          else {
-            if (key !== undefined) idempotency.set(key, item.event.id);
-            writes.events.push(item.event);
-          }
-        }
+        const record = op.persist ? recordOf(item.event, idempotency) : { id: item.event.id, recorded: true };
+        if (op.persist && record.recorded) writes.events.push(item.event);
         records.push(record);
         for (const slot of item.slots) {
           const s = slotOf(slot.key);

@@ -22,6 +22,7 @@ import { allStorable, assertStorable, assertStorableEvents, eventFromRow, loadDr
 import {
   appliedProbes,
   assertStorableSlots,
+  freshEvents,
   idempotencyId,
   idempotencyProbes,
   planOperation,
@@ -371,15 +372,7 @@ class SqliteStore implements Store {
     const db = await this.open();
     return db.transaction(() => {
       const idempotency = this.idempotencyOf(db, events);
-      const fresh: StoredEvent[] = [];
-      const records = events.map((e) => {
-        const key = e.idempotencyKey === undefined ? undefined : idempotencyId(e.customerId, e.idempotencyKey);
-        const first = key === undefined ? undefined : idempotency.get(key);
-        if (first !== undefined) return { id: first, recorded: false };
-        if (key !== undefined) idempotency.set(key, e.id);
-        fresh.push(e);
-        return { id: e.id, recorded: true };
-      });
+      const { records, fresh } = freshEvents(events, idempotency);
       this.writeEvents(db, fresh);
       return records;
     }).immediate();
