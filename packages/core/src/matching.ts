@@ -1,6 +1,12 @@
 import type { EventQuery, MeterSource, StoredEvent } from './store.js';
 import type { Dimensions, Limit, Meter } from './types.js';
 
+/** Where a meter field reads: `'*'` counts the event (1); else one key of its values or dimensions. */
+export function fieldSource(field: string): { from: 'count' | 'values' | 'dimensions'; key: string } {
+  if (field === '*') return { from: 'count', key: '' };
+  return field.startsWith('values.') ? { from: 'values', key: field.slice(7) } : { from: 'dimensions', key: field.slice(11) };
+}
+
 /** A meter field of an event: 1 for `'*'`, a number for `values.*`, a string for `dimensions.*`. */
 export function fieldOf(field: string, values: Record<string, number>, dimensions: Dimensions): number | string | undefined {
   if (field === '*') return 1;

@@ -3,7 +3,7 @@ import { retryAfterSeconds } from './http.js';
 import { Deadlines } from './deadlines.js';
 import { parseBatchIngest, parseCheck, parseCommit, parseRecordEvent, parseReserve, type ParsedEvent } from './fast-parse.js';
 import { newId } from './ids.js';
-import { limitApplies, type Target } from './matching.js';
+import { fieldSource, limitApplies, type Target } from './matching.js';
 import { applyNowOf, memoryStore } from './memory-store.js';
 import {
   breakdownSchema,
@@ -193,9 +193,8 @@ interface LimitEntry {
   limitKey: string;
   /** Alert thresholds plus 100, ascending. */
   thresholds: number[];
-  /** Where the meter's field is read: 'count' (always 1), or the key in values or dimensions. */
-  reads: 'count' | 'values' | 'dimensions';
-  fieldKey: string;
+  /** Where the meter's field is read (see {@link fieldSource}). */
+  field: ReturnType<typeof fieldSource>;
 }
 
 interface Definitions {
@@ -431,8 +430,7 @@ class Engine {
         meter,
         limitKey: `${limit.id}@${fnv1a(canonical([limit.period, limit.dimensionFilters, meter.aggregation, meter.field, meter.eventFilter]))}`,
         thresholds: [...new Set([...(limit.alertThresholds ?? []), 100])].sort((a, b) => a - b),
-        reads: meter.aggregation === 'count' || meter.field === '*' ? 'count' : meter.field.startsWith('values.') ? 'values' : 'dimensions',
-        fieldKey: meter.field.slice(meter.field.indexOf('.') + 1),
+        field: fieldSource(meter.field),
       });
     }
     this.defs = { meters, limits, entries, loadedAt: this.clock() };
@@ -503,9 +501,9 @@ class Engine {
    */
   private slotsFor(defs: Definitions, target: Target, strict: boolean, at: number, context: CustomerContext, values: Values | undefined): LimitSlot[] {
     const slots: LimitSlot[] = [];
-    for (const { limit, meter, limitKey, thresholds, reads, fieldKey } of defs.entries) {
+    for (const { limit, meter, limitKey, thresholds, field } of defs.entries) {
       if (!limitApplies(limit, meter, target, strict)) continue;
-      const contribution = values === undefined ? null : reads === 'count' ? 1 : (reads === 'values' ? values[fieldKey] : target.dimensions?.[fieldKey]) ?? null;
+      const contribution = values === undefined ? null : field.from === 'count' ? 1 : (field.from === 'values' ? values[field.key] : target.dimensions?.[field.key]) ?? null;
       slots.push(new LimitSlot(limit, meter, this.windowOf(limit, at, context), limitKey, target.customerId, contribution, thresholds));
     }
     return slots;
@@ -966,16 +964,18 @@ class Engine {
           if (!result.allowed) {
             throw new TollgateError('limit_exceeded', `Reservation ${id} was denied; there is nothing to commit. Check reservation.allowed before doing the work.`, { limits, retryAfter });
           }
-          const event: StoredEvent = {
-            id: newId('evt', c.timestamp ?? this.clock()),
-            customerId: parsed.customerId,
-            eventType: parsed.eventType,
-            values: c.values ?? parsed.estimate,
-            dimensions: c.dimensions === undefined ? parsed.dimensions ?? (NONE as Dimensions) : { ...parsed.dimensions, ...c.dimensions },
-            timestamp: c.timestamp ?? this.clock(),
-            idempotencyKey: id,
-          };
-          if (c.properties !== undefined) event.properties = c.properties;
+          const event = this.toStored(
+            {
+              customerId: parsed.customerId,
+              eventType: parsed.eventType,
+              values: c.values ?? parsed.estimate,
+              dimensions: c.dimensions === undefined ? parsed.dimensions : { ...parsed.dimensions, ...c.dimensions },
+              properties: c.properties,
+              timestamp: c.timestamp,
+              idempotencyKey: id,
+            },
+            this.clock(),
+          );
           settled = true;
           const pending = this.itemFor(event, { id, slots });
           const [record] = await this.recordItems([pending instanceof Promise ? await pending : pending]);
