@@ -176,7 +176,7 @@ class MemoryStore implements Store {
   private readonly events: StoredEvent[] = [];
   private readonly eventsByCustomer = new Map<string, StoredEvent[]>();
   /** Per customer: event id by idempotency key, and the reservation commits not indexed yet. */
-  private readonly idempotency = new Map<string, { keys: Map<string, string>; unindexed: StoredEvent[] }>();
+  private readonly idempotency = new Map<string, { byKey: Map<string, string>; unindexed: StoredEvent[] }>();
   private readonly slots = new Map<string, CustomerSlots>();
   private operations = 0;
   private lastCustomerId: string | undefined;
@@ -238,17 +238,17 @@ class MemoryStore implements Store {
   private insertEvent(event: StoredEvent, commitsOpenHold = false): { id: string; recorded: boolean } {
     const key = event.idempotencyKey;
     if (key !== undefined) {
-      let own = this.idempotency.get(event.customerId);
-      if (own === undefined) this.idempotency.set(event.customerId, (own = { keys: new Map(), unindexed: [] }));
-      let first = own.keys.size === 0 ? undefined : own.keys.get(key);
-      if (first === undefined && !commitsOpenHold && own.unindexed.length > 0) {
-        for (const e of own.unindexed) if (!own.keys.has(e.idempotencyKey!)) own.keys.set(e.idempotencyKey!, e.id);
-        own.unindexed.length = 0;
-        first = own.keys.get(key);
+      let keys = this.idempotency.get(event.customerId);
+      if (keys === undefined) this.idempotency.set(event.customerId, (keys = { byKey: new Map(), unindexed: [] }));
+      let first = keys.byKey.size === 0 ? undefined : keys.byKey.get(key);
+      if (first === undefined && !commitsOpenHold && keys.unindexed.length > 0) {
+        for (const e of keys.unindexed) if (!keys.byKey.has(e.idempotencyKey!)) keys.byKey.set(e.idempotencyKey!, e.id);
+        keys.unindexed.length = 0;
+        first = keys.byKey.get(key);
       }
       if (first !== undefined) return { id: first, recorded: false };
-      if (commitsOpenHold) own.unindexed.push(event);
-      else own.keys.set(key, event.id);
+      if (commitsOpenHold) keys.unindexed.push(event);
+      else keys.byKey.set(key, event.id);
     }
     let own = this.eventsByCustomer.get(event.customerId);
     if (!own) this.eventsByCustomer.set(event.customerId, (own = []));
