@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { postgresStore } from '@tollgate/core/postgres';
 import { redisCounters } from '@tollgate/core/redis';
 import { storeConformance } from '@tollgate/core/testing';
+import { deleteKeys } from './fixtures/redis.js';
 import { POSTGRES_URL, describePostgres, dropSchemas, testSchema } from './fixtures/sql-postgres.js';
 
 describePostgres('postgres store conformance', () => {
@@ -35,12 +36,7 @@ describePostgres('postgres store conformance', () => {
   let n = 0;
   afterAll(async () => {
     const admin = new Redis(redisUrl);
-    let cursor = '0';
-    do {
-      const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) await admin.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
+    await deleteKeys(admin, prefix);
     await admin.quit();
   });
   storeConformance({ describe, test, expect, beforeAll, afterAll }, {

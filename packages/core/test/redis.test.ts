@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTollgate, memoryStore, type CounterSlot } from '@tollgate/core';
 import { CHECK_SCRIPT_SHA, COUNTERS_SCRIPT_SHA, redisCounters } from '@tollgate/core/redis';
 import { storeConformance } from '@tollgate/core/testing';
+import { deleteKeys as deleteKeysUnder } from './fixtures/redis.js';
 
 const url = process.env.TOLLGATE_REDIS_URL;
 if (!url && process.env.CI === 'true') throw new Error('CI=true but TOLLGATE_REDIS_URL is not set: the Redis suite must run in CI.');
@@ -22,14 +23,7 @@ const newPrefix = () => {
   return p;
 };
 
-async function deleteKeys(prefix: string) {
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    if (keys.length) await admin.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-}
+const deleteKeys = (prefix: string) => deleteKeysUnder(admin, prefix);
 
 const meters = [{ id: 'tokens', name: 'Tokens', aggregation: 'sum' as const, field: 'values.tokens' }];
 const limits = [{ id: 'daily', name: 'Daily', meterId: 'tokens', limitValue: 100, period: 'day' as const }];
