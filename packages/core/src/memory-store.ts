@@ -179,8 +179,6 @@ class MemoryStore implements Store {
   private readonly idempotency = new Map<string, { byKey: Map<string, string>; unindexed: StoredEvent[] }>();
   private readonly slots = new Map<string, CustomerSlots>();
   private operations = 0;
-  private lastCustomerId: string | undefined;
-  private lastOwn: CustomerSlots | undefined;
 
   // ── definitions ────────────────────────────────────────────────────────────
 
@@ -355,19 +353,8 @@ class MemoryStore implements Store {
     return s;
   }
 
-  /** The customer's slots; the last one looked up is remembered, as an operation's slots share it. */
-  private ownSlots(customerId: string): CustomerSlots | undefined {
-    if (customerId === this.lastCustomerId) return this.lastOwn;
-    const own = this.slots.get(customerId);
-    if (own !== undefined) {
-      this.lastCustomerId = customerId;
-      this.lastOwn = own;
-    }
-    return own;
-  }
-
   private findSlot(slot: CounterSlot): MemorySlot | undefined {
-    const own = this.ownSlots(slot.customerId);
+    const own = this.slots.get(slot.customerId);
     if (own === undefined) return undefined;
     const s = own.latest.get(slot.limitKey);
     if (s !== undefined && s.windowStart === slot.windowStart) return s;
@@ -375,7 +362,7 @@ class MemoryStore implements Store {
   }
 
   private putSlot(slot: CounterSlot, s: MemorySlot): void {
-    let own = this.ownSlots(slot.customerId);
+    let own = this.slots.get(slot.customerId);
     if (own === undefined) this.slots.set(slot.customerId, (own = new CustomerSlots()));
     const latest = own.latest.get(slot.limitKey);
     if (latest === undefined || s.windowStart > latest.windowStart) {
@@ -493,8 +480,6 @@ class MemoryStore implements Store {
       for (const [key, s] of own.earlier) if (ended(s)) own.earlier.delete(key);
       if (own.latest.size === 0 && own.earlier.size === 0) this.slots.delete(customerId);
     }
-    this.lastCustomerId = undefined;
-    this.lastOwn = undefined;
   }
 
   async close() {}
