@@ -62,20 +62,25 @@ class MemorySlot {
     if (hold.expiresAt < this.holdsExpireAt) this.holdsExpireAt = hold.expiresAt;
   }
 
-  /** Drops the hold `id`; true if it was open. */
+  /** Drops the hold `id`; true if it was open. Allocates nothing: it runs twice per reservation. */
   dropHold(id: string): boolean {
     const h = this.holds;
     if (h === null) return false;
-    let dropped: Hold | undefined;
+    let amount: number;
     if (Array.isArray(h)) {
-      const i = h.findIndex((x) => x.id === id);
-      if (i >= 0) dropped = h.splice(i, 1)[0];
+      let i = 0;
+      while (i < h.length && h[i].id !== id) i++;
+      if (i === h.length) return false;
+      amount = h[i].amount;
+      for (; i < h.length - 1; i++) h[i] = h[i + 1];
+      h.pop();
     } else {
-      dropped = h.get(id);
-      if (dropped) h.delete(id);
+      const dropped = h.get(id);
+      if (dropped === undefined) return false;
+      h.delete(id);
+      amount = dropped.amount;
     }
-    if (dropped === undefined) return false;
-    this.held = this.holdCount === 0 ? 0 : this.held - dropped.amount;
+    this.held = this.holdCount === 0 ? 0 : this.held - amount;
     return true;
   }
 
@@ -399,34 +404,48 @@ class MemoryStore implements Store {
     switch (op.type) {
       case 'check':
       case 'reserve': {
-        const states = op.slots.map((slot) => this.slotFor(slot, op.now));
-        const results = op.slots.map((slot, i) => {
-          const s = states[i];
+        const n = op.slots.length;
+        const results: CounterResult['slots'] = new Array(n);
+        const reserve = op.type === 'reserve' ? op : null;
+        const states: MemorySlot[] | null = reserve === null ? null : new Array(n);
+        let allowed = true;
+        for (let i = 0; i < n; i++) {
+          const slot = op.slots[i];
+          const s = this.slotFor(slot, op.now);
+          if (states !== null) states[i] = s;
           const used = this.usedOf(slot, s);
-          return { used, allowed: slotAllows(slot, s.state, used, this.isNewDistinct(slot, s)) };
-        });
-        const allowed = results.every((r) => r.allowed);
-        if (op.type === 'reserve' && allowed) {
-          op.slots.forEach((slot, i) => {
+          const ok = slotAllows(slot, s.state, used, this.isNewDistinct(slot, s));
+          if (!ok) allowed = false;
+          results[i] = { used, allowed: ok };
+        }
+        if (reserve !== null && states !== null && allowed) {
+          for (let i = 0; i < n; i++) {
+            const slot = op.slots[i];
             const s = states[i];
             const amount = holdAmount(slot, this.isNewDistinct(slot, s));
-            if (amount === null) return;
-            s.addHold({ id: op.holdId, amount, expiresAt: op.expiresAt });
+            if (amount === null) continue;
+            s.addHold({ id: reserve.holdId, amount, expiresAt: reserve.expiresAt });
             results[i].used = this.usedOf(slot, s);
-          });
+          }
         }
         return { allowed, slots: results };
       }
       case 'record': {
-        const records: Array<{ id: string; recorded: boolean }> = [];
-        const slots: CounterResult['slots'] = [];
-        const alerts: NonNullable<CounterResult['alerts']> = [];
-        for (const item of op.items) {
-          const states = item.slots.map((slot) => this.slotFor(slot, op.now));
+        const records: Array<{ id: string; recorded: boolean }> = new Array(op.items.length);
+        let slotCount = 0;
+        for (const item of op.items) slotCount += item.slots.length;
+        const slots: CounterResult['slots'] = new Array(slotCount);
+        let alerts: CounterResult['alerts'];
+        let slotIndex = 0;
+        for (let j = 0; j < op.items.length; j++) {
+          const item = op.items[j];
+          const n = item.slots.length;
+          const states: MemorySlot[] = new Array(n);
+          for (let i = 0; i < n; i++) states[i] = this.slotFor(item.slots[i], op.now);
           const holdWasOpen = item.holdId !== undefined && this.dropHold(item.holdId, item.holdSlots ?? []);
           const record = op.persist ? this.insertEvent(item.event, holdWasOpen && item.event.idempotencyKey === item.holdId) : { id: item.event.id, recorded: true };
-          records.push(record);
-          for (let i = 0; i < item.slots.length; i++) {
+          records[j] = record;
+          for (let i = 0; i < n; i++) {
             const slot = item.slots[i];
             const s = states[i];
             let counts = record.recorded && slot.contribution !== null;
@@ -441,17 +460,18 @@ class MemoryStore implements Store {
               addToState(s.state, slot.contribution!, item.event.timestamp, isNew);
             }
             const used = this.usedOf(slot, s);
-            slots.push({ used, allowed: true });
+            const at = slotIndex++;
+            slots[at] = { used, allowed: true };
             if (!counts) continue;
             for (const threshold of reachedThresholds(slot, used)) {
               s.fired ??= new Set();
               if (s.fired.has(threshold)) continue;
               s.fired.add(threshold);
-              alerts.push({ slot: slots.length - 1, threshold, used });
+              (alerts ??= []).push({ slot: at, threshold, used });
             }
           }
         }
-        return { allowed: true, slots, records, alerts };
+        return alerts === undefined ? { allowed: true, slots, records } : { allowed: true, slots, records, alerts };
       }
       case 'release':
         this.dropHold(op.holdId, op.slots);

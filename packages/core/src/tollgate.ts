@@ -218,6 +218,8 @@ interface CustomerContext extends WindowContext {
 
 type Decided = CounterResult & { reason: DecisionReason };
 
+type Records = Array<{ id: string; recorded: boolean }>;
+
 interface Prepared {
   defs: Definitions;
   context: CustomerContext;
@@ -229,13 +231,6 @@ interface Prepared {
  * store reads them: the memory store needs `source` only for a slot it has never seen.
  */
 class LimitSlot implements CounterSlot {
-  readonly limitId: string;
-  readonly aggregation: Meter['aggregation'];
-  readonly limitValue: number;
-  readonly mode: Limit['mode'];
-  readonly windowStart: number;
-  readonly windowEnd: number | null;
-
   constructor(
     readonly limit: Limit,
     readonly meter: Meter,
@@ -244,14 +239,15 @@ class LimitSlot implements CounterSlot {
     readonly customerId: string,
     readonly contribution: number | string | null,
     readonly thresholds: number[],
-  ) {
-    this.limitId = limit.id;
-    this.aggregation = meter.aggregation;
-    this.limitValue = limit.limitValue;
-    this.mode = limit.mode;
-    this.windowStart = window.start;
-    this.windowEnd = window.end;
-  }
+  ) {}
+
+  // The contract's remaining fields are read through: a slot is made per limit per call, so fewer own fields means less garbage.
+  get limitId(): string { return this.limit.id; }
+  get aggregation(): Meter['aggregation'] { return this.meter.aggregation; }
+  get limitValue(): number { return this.limit.limitValue; }
+  get mode(): Limit['mode'] { return this.limit.mode; }
+  get windowStart(): number { return this.window.start; }
+  get windowEnd(): number | null { return this.window.end; }
 
   private keyText: string | undefined;
 
@@ -595,10 +591,12 @@ class Engine {
   }
 
   private statuses(slots: LimitSlot[], result: { slots: CounterResult['slots'] }): LimitStatus[] {
-    if (result.slots.length === 0) return [];
-    return slots.map(({ limit, window, customerId }, i) => {
+    const n = result.slots.length === 0 ? 0 : slots.length;
+    const out: LimitStatus[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const { limit, window, customerId } = slots[i];
       const { used, allowed } = result.slots[i];
-      return {
+      out[i] = {
         limitId: limit.id,
         limitName: limit.name,
         meterId: limit.meterId,
@@ -614,7 +612,8 @@ class Engine {
         windowStart: window.startIso,
         windowEnd: window.endIso,
       };
-    });
+    }
+    return out;
   }
 
   // ── recording ────────────────────────────────────────────────────────────
@@ -635,38 +634,55 @@ class Engine {
     return hold === undefined ? { event, slots } : { event, slots, holdId: hold.id, holdSlots: hold.slots };
   }
 
-  private async recordItems(items: RecordItem[]): Promise<Array<{ id: string; recorded: boolean }>> {
+  /** Records the items: synchronously when the counters store is the memory store used as it is. */
+  private recordItems(items: RecordItem[]): Records | Promise<Records> {
     const now = this.clock();
+    if (!this.combined) return this.recordApart(items, now);
+    const op: CounterOperation = { type: 'record', now, persist: true, items };
+    if (this.applyNow === null) return this.recordIn(op, items, now);
     let result: CounterResult;
-    if (this.combined) {
-      try {
-        const op: CounterOperation = { type: 'record', now, persist: true, items };
-        result = this.applyNow !== null ? this.applyNow(op) : await this.counters.apply(op);
-      } catch (e) {
-        throw storeFailure(e, 'recording');
-      }
-    } else {
-      let records: Array<{ id: string; recorded: boolean }>;
-      try {
-        records = await this.ledger.insertEvents(items.map((i) => i.event));
-      } catch (e) {
-        throw storeFailure(e, 'recording');
-      }
-      const fresh = items.filter((_, i) => records[i].recorded);
-      const held = items.filter((item, i) => !records[i].recorded && item.holdId !== undefined);
-      try {
-        result = fresh.length ? await this.timed(this.applyCounters({ type: 'record', now, persist: false, items: fresh })) : { allowed: true, slots: [] };
-        for (const item of held) await this.counters.apply({ type: 'release', now, holdId: item.holdId!, slots: item.holdSlots ?? [] });
-      } catch {
-        // The ledger has the events; the counters catch up when their slot is rebuilt.
-        result = { allowed: true, slots: [] };
-      }
-      result.records = records;
-      this.emitAlerts(fresh, result, now);
-      return records;
+    try {
+      result = this.applyNow(op);
+    } catch (e) {
+      throw storeFailure(e, 'recording');
     }
     this.emitAlerts(items, result, now);
     return result.records!;
+  }
+
+  /** One store keeps ledger and counters (SQLite, Postgres): one atomic call records and counts. */
+  private async recordIn(op: CounterOperation, items: RecordItem[], now: number): Promise<Records> {
+    let result: CounterResult;
+    try {
+      result = await this.counters.apply(op);
+    } catch (e) {
+      throw storeFailure(e, 'recording');
+    }
+    this.emitAlerts(items, result, now);
+    return result.records!;
+  }
+
+  /** Ledger first, then the counters beside it: the ledger's answer decides what is counted. */
+  private async recordApart(items: RecordItem[], now: number): Promise<Records> {
+    let records: Records;
+    try {
+      records = await this.ledger.insertEvents(items.map((i) => i.event));
+    } catch (e) {
+      throw storeFailure(e, 'recording');
+    }
+    const fresh = items.filter((_, i) => records[i].recorded);
+    const held = items.filter((item, i) => !records[i].recorded && item.holdId !== undefined);
+    let result: CounterResult;
+    try {
+      result = fresh.length ? await this.timed(this.applyCounters({ type: 'record', now, persist: false, items: fresh })) : { allowed: true, slots: [] };
+      for (const item of held) await this.counters.apply({ type: 'release', now, holdId: item.holdId!, slots: item.holdSlots ?? [] });
+    } catch {
+      // The ledger has the events; the counters catch up when their slot is rebuilt.
+      result = { allowed: true, slots: [] };
+    }
+    result.records = records;
+    this.emitAlerts(fresh, result, now);
+    return records;
   }
 
   private emitAlerts(items: RecordItem[], result: CounterResult, now: number): void {
@@ -726,8 +742,8 @@ class Engine {
         if (!this.initialized) await this.initializing;
         const pending = this.itemFor(this.toStored(parsed, this.clock()));
         const item = pending instanceof Promise ? await pending : pending;
-        const [result] = await this.recordItems([item]);
-        return result;
+        const records = this.recordItems([item]);
+        return (records instanceof Promise ? await records : records)[0];
       },
       batchIngest: async (input) => {
         const parsed = parseBatchIngest(input);
@@ -978,8 +994,8 @@ class Engine {
           );
           settled = true;
           const pending = this.itemFor(event, { id, slots });
-          const [record] = await this.recordItems([pending instanceof Promise ? await pending : pending]);
-          return record;
+          const records = this.recordItems([pending instanceof Promise ? await pending : pending]);
+          return (records instanceof Promise ? await records : records)[0];
         },
         release: async () => {
           if (settled || slots.length === 0 || !result.allowed) return;
