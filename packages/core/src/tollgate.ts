@@ -513,36 +513,38 @@ class Engine {
   }
 
   /** Runs a counters operation, seeding slots a counters-only store has never seen. */
-  private async applyCounters(op: CounterOperation): Promise<CounterResult> {
-    let result = await this.counters.apply(op);
-    if (result.missing?.length && op.type !== 'release' && op.type !== 'seed') {
-      const slots = op.type === 'record' ? op.items.flatMap((i) => i.slots) : op.slots;
-      const recentSince = op.now - RECENT_EVENTS_MS;
-      const seeds = await Promise.all(
-        result.missing.map(async (i) => {
-          const slot = slots[i];
-          if (this.ledger.seedState) return { slot, ...(await this.ledger.seedState(slot.source, recentSince)) };
-          if (slot.aggregation === 'unique') {
-            throw new TollgateError('store_unavailable', `The ledger store cannot seed unique-count limit ${slot.limitId} in a counters-only store: it lacks seedState().`);
-          }
-          return { slot, state: await this.ledger.meterState(slot.source), recentEventIds: [] };
-        }),
-      );
-      if (op.type === 'record') {
-        // The events of this operation are in the ledger already, so in the seed: mark them counted.
-        const owner: string[] = op.items.flatMap((item) => item.slots.map(() => item.event.id));
-        seeds.forEach((seed, j) => {
-          const id = owner[result.missing![j]];
-          if (!seed.recentEventIds.includes(id)) seed.recentEventIds = [...seed.recentEventIds, id];
-        });
-      }
-      await this.counters.apply({ type: 'seed', now: op.now, seeds });
-      const again = await this.counters.apply(op);
-      // A record may have been applied in part before; keep the alerts of both passes.
-      if (op.type === 'record') again.alerts = [...(result.alerts ?? []), ...(again.alerts ?? [])];
-      result = again;
+  private applyCounters(op: CounterOperation): Promise<CounterResult> {
+    return this.counters.apply(op).then((result) => (result.missing?.length && op.type !== 'release' && op.type !== 'seed' ? this.seedAndApply(op, result) : result));
+  }
+
+  /** Seeds the slots `result` reports missing from the ledger, then runs `op` again. */
+  private async seedAndApply(op: Exclude<CounterOperation, { type: 'release' | 'seed' }>, result: CounterResult): Promise<CounterResult> {
+    const missing = result.missing!;
+    const slots = op.type === 'record' ? op.items.flatMap((i) => i.slots) : op.slots;
+    const recentSince = op.now - RECENT_EVENTS_MS;
+    const seeds = await Promise.all(
+      missing.map(async (i) => {
+        const slot = slots[i];
+        if (this.ledger.seedState) return { slot, ...(await this.ledger.seedState(slot.source, recentSince)) };
+        if (slot.aggregation === 'unique') {
+          throw new TollgateError('store_unavailable', `The ledger store cannot seed unique-count limit ${slot.limitId} in a counters-only store: it lacks seedState().`);
+        }
+        return { slot, state: await this.ledger.meterState(slot.source), recentEventIds: [] };
+      }),
+    );
+    if (op.type === 'record') {
+      // The events of this operation are in the ledger already, so in the seed: mark them counted.
+      const owner: string[] = op.items.flatMap((item) => item.slots.map(() => item.event.id));
+      seeds.forEach((seed, j) => {
+        const id = owner[missing[j]];
+        if (!seed.recentEventIds.includes(id)) seed.recentEventIds = [...seed.recentEventIds, id];
+      });
     }
-    return result;
+    await this.counters.apply({ type: 'seed', now: op.now, seeds });
+    const again = await this.counters.apply(op);
+    // A record may have been applied in part before; keep the alerts of both passes.
+    if (op.type === 'record') again.alerts = [...(result.alerts ?? []), ...(again.alerts ?? [])];
+    return again;
   }
 
   private timed<T>(promise: Promise<T>): Promise<T> {

@@ -28,6 +28,26 @@ const deleteKeys = (prefix: string) => deleteKeysUnder(admin, prefix);
 const meters = [{ id: 'tokens', name: 'Tokens', aggregation: 'sum' as const, field: 'values.tokens' }];
 const limits = [{ id: 'daily', name: 'Daily', meterId: 'tokens', limitValue: 100, period: 'day' as const }];
 
+/** Every aggregation, hard and soft, with thresholds: for comparing decisions with the memory store. */
+const mix = [
+  { id: 'tok', name: 'Tokens', aggregation: 'sum' as const, field: 'values.tokens' },
+  { id: 'req', name: 'Requests', aggregation: 'count' as const, field: '*' },
+  { id: 'peak', name: 'Peak', aggregation: 'max' as const, field: 'values.tokens' },
+  { id: 'low', name: 'Low', aggregation: 'min' as const, field: 'values.tokens' },
+  { id: 'mean', name: 'Mean', aggregation: 'avg' as const, field: 'values.tokens' },
+  { id: 'users', name: 'Users', aggregation: 'unique' as const, field: 'dimensions.user' },
+  { id: 'last', name: 'Last', aggregation: 'latest' as const, field: 'values.tokens' },
+];
+const mixLimits = [
+  { id: 'tok-day', name: 'tok', meterId: 'tok', limitValue: 400.5, period: 'day' as const, alertThresholds: [25, 50, 100] },
+  { id: 'req-min', name: 'req', meterId: 'req', limitValue: 12, period: 'minute' as const },
+  { id: 'peak-day', name: 'peak', meterId: 'peak', limitValue: 60, period: 'day' as const },
+  { id: 'low-day', name: 'low', meterId: 'low', limitValue: 50, period: 'day' as const, mode: 'soft' as const },
+  { id: 'mean-day', name: 'mean', meterId: 'mean', limitValue: 30.25, period: 'day' as const },
+  { id: 'users-day', name: 'users', meterId: 'users', limitValue: 4, period: 'day' as const },
+  { id: 'last-day', name: 'last', meterId: 'last', limitValue: 19, period: 'day' as const },
+];
+
 suite('redis counters', () => {
   beforeAll(() => {
     admin = new Redis(url!);
@@ -157,24 +177,6 @@ suite('redis counters', () => {
   });
 
   test('decides as the memory store does over a random mix of checks, holds, commits, releases and retries', async () => {
-    const mix = [
-      { id: 'tok', name: 'Tokens', aggregation: 'sum' as const, field: 'values.tokens' },
-      { id: 'req', name: 'Requests', aggregation: 'count' as const, field: '*' },
-      { id: 'peak', name: 'Peak', aggregation: 'max' as const, field: 'values.tokens' },
-      { id: 'low', name: 'Low', aggregation: 'min' as const, field: 'values.tokens' },
-      { id: 'mean', name: 'Mean', aggregation: 'avg' as const, field: 'values.tokens' },
-      { id: 'users', name: 'Users', aggregation: 'unique' as const, field: 'dimensions.user' },
-      { id: 'last', name: 'Last', aggregation: 'latest' as const, field: 'values.tokens' },
-    ];
-    const mixLimits = [
-      { id: 'tok-day', name: 'tok', meterId: 'tok', limitValue: 400.5, period: 'day' as const, alertThresholds: [25, 50, 100] },
-      { id: 'req-min', name: 'req', meterId: 'req', limitValue: 12, period: 'minute' as const },
-      { id: 'peak-day', name: 'peak', meterId: 'peak', limitValue: 60, period: 'day' as const },
-      { id: 'low-day', name: 'low', meterId: 'low', limitValue: 50, period: 'day' as const, mode: 'soft' as const },
-      { id: 'mean-day', name: 'mean', meterId: 'mean', limitValue: 30.25, period: 'day' as const },
-      { id: 'users-day', name: 'users', meterId: 'users', limitValue: 4, period: 'day' as const },
-      { id: 'last-day', name: 'last', meterId: 'last', limitValue: 19, period: 'day' as const },
-    ];
     const prefix = newPrefix();
     const reference = createTollgate({ store: memoryStore(), meters: mix, limits: mixLimits });
     const redis = createTollgate({ store: memoryStore(), counters: redisCounters({ url, prefix }), meters: mix, limits: mixLimits });
@@ -219,6 +221,46 @@ suite('redis counters', () => {
     }
     await reference.close();
     await redis.close();
+  });
+
+  test('concurrent checks share script runs, and each gets the answer the memory store gives', async () => {
+    const prefix = newPrefix();
+    const client = new Redis(url!);
+    let checkRuns = 0;
+    const evalsha = client.evalsha.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    client.evalsha = ((...args: unknown[]) => {
+      if (args[0] === CHECK_SCRIPT_SHA) checkRuns++;
+      return evalsha(...args);
+    }) as typeof client.evalsha;
+    const reference = createTollgate({ store: memoryStore(), meters: mix, limits: mixLimits });
+    const redis = createTollgate({ store: memoryStore(), counters: redisCounters({ client, prefix }), meters: mix, limits: mixLimits });
+    // c0 and c1 have usage; c1 also an open hold (its slots are read whole); c2 and c3 are new (their slots are seeded first).
+    for (const [customerId, tokens, user] of [['c0', 7.5, 'u1'], ['c0', 1, 'u2'], ['c1', 20, 'u1'], ['c1', 0.2, 'u3']] as const) {
+      const event = { customerId, eventType: 'x', values: { tokens }, dimensions: { user } };
+      await reference.events.record(event);
+      await redis.events.record(event);
+    }
+    const hold = { customerId: 'c1', eventType: 'x', estimate: { tokens: 5 }, dimensions: { user: 'u4' } };
+    expect((await reference.reserve(hold)).allowed).toBe(true);
+    expect((await redis.reserve(hold)).allowed).toBe(true);
+    const view = (d: { allowed: boolean; limits: Array<{ limitId: string; used: number; allowed: boolean }> }) =>
+      [d.allowed, d.limits.map((l) => [l.limitId, l.used, l.allowed]).sort()];
+    const inputs = Array.from({ length: 40 }, (_, i) => ({
+      customerId: `c${i % 4}`,
+      // With and without an estimate, and distinct values old and new: replies of different lengths side by side.
+      ...(i % 5 === 0 ? {} : { estimate: { tokens: [0.1, 19, 30, 400][i % 4] } }),
+      dimensions: { user: `u${i % 6}` },
+    }));
+    const expected = await Promise.all(inputs.map((input) => reference.limits.check(input)));
+    checkRuns = 0;
+    const actual = await Promise.all(inputs.map((input) => redis.limits.check(input)));
+    expect(actual.map(view)).toEqual(expected.map(view));
+    // 40 checks, plus the re-checks of the two new customers after seeding, in far fewer runs.
+    expect(checkRuns).toBeGreaterThan(0);
+    expect(checkRuns).toBeLessThanOrEqual(20);
+    await reference.close();
+    await redis.close();
+    await client.quit();
   });
 
   test('reads a slot whole whenever it may hold a hold, including holds placed by the previous script', async () => {

@@ -61,6 +61,16 @@ interface SlotKeys {
   s: string;
 }
 
+/** At most this many queued checks share one script run: small runs keep several in flight, so Redis and Node work at once. */
+const MAX_CHECKS_PER_RUN = 4;
+
+interface PendingCheck {
+  now: number;
+  slots: CounterSlot[];
+  resolve: (result: CounterResult) => void;
+  reject: (error: unknown) => void;
+}
+
 /** Customers whose slot keys are kept; past this many the cache starts over. */
 const KEY_CACHE_CUSTOMERS = 4096;
 
@@ -90,6 +100,40 @@ function stored(x: unknown): number | null {
   const n = Number(x);
   if (n === n) return n;
   return x === 'inf' ? Infinity : x === '-inf' ? -Infinity : Number.NaN;
+}
+
+/** A check's answer from its part of the check script's reply, by the rules of `slots.ts`. */
+function decideCheck(slots: CounterSlot[], out: unknown[]): CounterResult {
+  if (Array.isArray(out[0])) return { allowed: false, slots: [], missing: (out[0] as unknown[]).map(num) };
+  const n = slots.length;
+  const results: CounterResult['slots'] = new Array(n);
+  let allowed = true;
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    const s = slots[i];
+    const a = s.aggregation;
+    let used: number;
+    let mn: number | null = null;
+    let sum = 0;
+    let count = 0;
+    if (a === 'avg') {
+      sum = stored(out[k++]) ?? 0;
+      count = stored(out[k++]) ?? 0;
+      used = count === 0 ? 0 : sum / count;
+    } else {
+      mn = stored(out[k++]);
+      used = mn ?? 0;
+    }
+    const c = s.contribution;
+    const isNew = a === 'unique' && typeof c === 'string' && out[k++] === 0;
+    // A non-finite contribution (never one the engine sends) counts as none, as the script reads it.
+    const ok = typeof c === 'number' && !Number.isFinite(c)
+      ? s.mode === 'soft' || used < s.limitValue
+      : slotAllows(s, { count, sum, min: mn, max: null, latest: null, latestAt: null, distinct: 0 }, used, isNew);
+    if (!ok) allowed = false;
+    results[i] = { used, allowed: ok };
+  }
+  return { allowed, slots: results };
 }
 
 /**
@@ -122,6 +166,8 @@ class RedisCounters implements CounterStore {
   private connecting: Promise<RedisScriptClient> | null = null;
   /** Slot keys by customer, then limit key: only the current window of each is kept. */
   private readonly keyCache = new Map<string, Map<string, SlotKeys>>();
+  /** Checks waiting for this tick's script run. */
+  private checks: PendingCheck[] = [];
 
   constructor(private readonly options: RedisCountersOptions) {
     if (!options.client && !options.url) {
@@ -190,63 +236,82 @@ class RedisCounters implements CounterStore {
     return keys;
   }
 
-  /** A check: the check script reads each slot, and the decision is made here. */
-  private async check(now: number, slots: CounterSlot[]): Promise<CounterResult> {
-    // KEYS: s per slot, then d of each unique slot adding a distinct value.
-    // ARGV: now, then per slot its aggregation, or `=<value>` for a unique slot adding one.
-    const n = slots.length;
-    const args: string[] = new Array(n);
-    let distinct = false;
-    for (let i = 0; i < n; i++) {
-      const s = slots[i];
-      args[i] = this.keysOf(s).s;
-      if (s.aggregation === 'unique' && typeof s.contribution === 'string') distinct = true;
-    }
-    if (distinct) {
-      for (const s of slots) if (s.aggregation === 'unique' && typeof s.contribution === 'string') args.push(`${this.keysOf(s).base}:d`);
-    }
-    const numKeys = args.length;
-    args.push(String(now));
-    for (let i = 0; i < n; i++) {
-      const s = slots[i];
-      args.push(s.aggregation === 'unique' && typeof s.contribution === 'string' ? `=${s.contribution}` : s.aggregation);
-    }
-    const out = await this.runScript(CHECK_SCRIPT_SHA, CHECK_SCRIPT, numKeys, args);
-    if (Array.isArray(out[0])) return { allowed: false, slots: [], missing: (out[0] as unknown[]).map(num) };
-    const results: CounterResult['slots'] = new Array(n);
-    let allowed = true;
-    let k = 0;
-    for (let i = 0; i < n; i++) {
-      const s = slots[i];
-      const a = s.aggregation;
-      let used: number;
-      let mn: number | null = null;
-      let sum = 0;
-      let count = 0;
-      if (a === 'avg') {
-        sum = stored(out[k++]) ?? 0;
-        count = stored(out[k++]) ?? 0;
-        used = count === 0 ? 0 : sum / count;
-      } else {
-        mn = stored(out[k++]);
-        used = mn ?? 0;
-      }
-      const c = s.contribution;
-      const isNew = a === 'unique' && typeof c === 'string' && out[k++] === 0;
-      // The rules of slots.ts; a non-finite contribution (never one the engine sends) counts as none, as the script reads it.
-      const ok = typeof c === 'number' && !Number.isFinite(c)
-        ? s.mode === 'soft' || used < s.limitValue
-        : slotAllows(s, { count, sum, min: mn, max: null, latest: null, latestAt: null, distinct: 0 }, used, isNew);
-      if (!ok) allowed = false;
-      results[i] = { used, allowed: ok };
-    }
-    return { allowed, slots: results };
+  /**
+   * A check: the check script reads each slot, and the decision is made here. Checks made in the
+   * same tick share one script run (see {@link flushChecks}).
+   */
+  private check(now: number, slots: CounterSlot[]): Promise<CounterResult> {
+    return new Promise((resolve, reject) => {
+      if (this.checks.push({ now, slots, resolve, reject }) === 1) process.nextTick(this.flushChecks);
+    });
   }
 
-  async apply(op: CounterOperation): Promise<CounterResult> {
+  /**
+   * Sends the checks queued this tick. Under concurrency many are queued at once (the replies of
+   * one socket read set off the next checks), and one script run then reads them all: Redis runs
+   * one script instead of many and Node writes one command. Checks only read, so sharing a run
+   * changes no answer. A Redis Cluster needs a run's keys in one slot: there checks share a run
+   * only with checks of the same customer.
+   */
+  private readonly flushChecks = (): void => {
+    const queued = this.checks;
+    this.checks = [];
+    if (!(this.client as { isCluster?: boolean } | null)?.isCluster) {
+      for (let i = 0; i < queued.length; i += MAX_CHECKS_PER_RUN) this.runChecks(queued.slice(i, i + MAX_CHECKS_PER_RUN));
+      return;
+    }
+    const byCustomer = new Map<string, PendingCheck[]>();
+    for (const c of queued) {
+      const id = c.slots[0].customerId;
+      const group = byCustomer.get(id);
+      if (group === undefined) byCustomer.set(id, [c]);
+      else group.push(c);
+    }
+    for (const group of byCustomer.values()) {
+      for (let i = 0; i < group.length; i += MAX_CHECKS_PER_RUN) this.runChecks(group.slice(i, i + MAX_CHECKS_PER_RUN));
+    }
+  };
+
+  /** One run of the check script for `checks`; each gets its own answer or the run's error. */
+  private runChecks(checks: PendingCheck[]): void {
+    // KEYS: per check, s per slot, then d of each unique slot adding a distinct value.
+    // ARGV: per check now, its slot count, and per slot its aggregation, or `=<value>` for a
+    // unique slot adding one.
+    const keys: string[] = [];
+    const argv: string[] = [];
+    for (const { now, slots } of checks) {
+      argv.push(String(now), String(slots.length));
+      for (const s of slots) {
+        keys.push(this.keysOf(s).s);
+        argv.push(s.aggregation === 'unique' && typeof s.contribution === 'string' ? `=${s.contribution}` : s.aggregation);
+      }
+      for (const s of slots) if (s.aggregation === 'unique' && typeof s.contribution === 'string') keys.push(`${this.keysOf(s).base}:d`);
+    }
+    this.runScript(CHECK_SCRIPT_SHA, CHECK_SCRIPT, keys.length, keys.concat(argv)).then(
+      (out) => {
+        for (let j = 0; j < checks.length; j++) {
+          const { slots, resolve, reject } = checks[j];
+          try {
+            resolve(decideCheck(slots, reply(out[j])));
+          } catch (error) {
+            reject(error);
+          }
+        }
+      },
+      (error: unknown) => {
+        for (const c of checks) c.reject(error);
+      },
+    );
+  }
+
+  apply(op: CounterOperation): Promise<CounterResult> {
+    // A check goes straight to its script: an async wrapper here would cost a check three more microtask hops.
+    return op.type === 'check' ? this.check(op.now, op.slots) : this.update(op);
+  }
+
+  /** Reservations, records, releases and seeds: the counters script. */
+  private async update(op: Exclude<CounterOperation, { type: 'check' }>): Promise<CounterResult> {
     switch (op.type) {
-      case 'check':
-        return this.check(op.now, op.slots);
       case 'reserve': {
         // KEYS: s per slot, then d of each slot adding a distinct value.
         // ARGV: op, now, holdId, expiresAt, then a, v, m, c per slot.

@@ -20,109 +20,117 @@ import { createHash } from 'node:crypto';
  */
 
 /**
- * A check: reads each slot and changes nothing; the client decides from what it returns, with no
- * limit, mode or contribution sent. KEYS = s per slot, then d of each slot adding a distinct value.
- * ARGV = now, then per slot its aggregation, or `=<distinct value>` for a unique slot adding one.
+ * Checks: reads slots and changes nothing; the client decides from what it returns, with no limit,
+ * mode or contribution sent. One run serves one or more checks (concurrent checks share a run).
+ * KEYS = per check: s per slot, then d of each slot adding a distinct value. ARGV = per check: now,
+ * its slot count, then per slot its aggregation, or `=<distinct value>` for a unique slot adding
+ * one.
  *
- * Returns per slot, in order: the usage; for avg instead the stored sum and count, for min the
- * stored minimum (false when unset); then, for a `=` slot, 1 if the value is already counted, else
- * 0. A usage read from the hash comes back as it is stored (a `%.17g` string, or false when
- * unset); one computed with holds as an integer when exact (below 2^53), else a `%.17g` string.
- * A check that finds slots without state returns {{slot indexes...}}.
+ * Returns one reply per check. Per slot, in order: the usage; for avg instead the stored sum and
+ * count, for min the stored minimum (false when unset); then, for a `=` slot, 1 if the value is
+ * already counted, else 0. A usage read from the hash comes back as it is stored (a `%.17g`
+ * string, or false when unset); one computed with holds as an integer when exact (below 2^53),
+ * else a `%.17g` string. A check that finds slots without state replies {{slot indexes...}}.
  *
  * Nothing here makes a table or closure beyond the reply unless a slot must be read whole.
  */
 export const CHECK_SCRIPT = `
 local call, K, A = redis.call, KEYS, ARGV
 local MARK = 'h:~'
-local n = #A - 1
-local out, k, dk, missing = {}, 0, n, nil
-for i = 1, n do
-  local a, sk = A[i + 1], K[i]
-  local v
-  if a == 'sum' then v = call('HMGET', sk, MARK, 'hn', 's')
-  elseif a == 'count' then v = call('HMGET', sk, MARK, 'hn', 'c')
-  elseif a == 'max' then v = call('HMGET', sk, MARK, 'hn', 'mx')
-  elseif a == 'min' then v = call('HMGET', sk, MARK, 'hn', 'mn')
-  elseif a == 'latest' then v = call('HMGET', sk, MARK, 'hn', 'l')
-  elseif a == 'avg' then v = call('HMGET', sk, MARK, 'hn', 's', 'c')
-  else v = call('HMGET', sk, MARK, 'hn', 'd') end
-  if v[1] and v[2] == '0' then
-    -- A stored number goes back as an integer reply when it is one (cheaper for the client to
-    -- read), else as stored; false when unset.
-    local x = tonumber(v[3])
-    if x and x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then v[3] = x end
-    k = k + 1
-    out[k] = v[3]
-    if a == 'avg' then
-      x = tonumber(v[4])
-      if x and x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then v[4] = x end
+local replies, p, base = {}, 1, 0
+while p <= #A do
+  local now, n = tonumber(A[p]), tonumber(A[p + 1])
+  local out, k, dk, missing = {}, 0, base + n, nil
+  for i = 1, n do
+    local a, sk = A[p + 1 + i], K[base + i]
+    local v
+    if a == 'sum' then v = call('HMGET', sk, MARK, 'hn', 's')
+    elseif a == 'count' then v = call('HMGET', sk, MARK, 'hn', 'c')
+    elseif a == 'max' then v = call('HMGET', sk, MARK, 'hn', 'mx')
+    elseif a == 'min' then v = call('HMGET', sk, MARK, 'hn', 'mn')
+    elseif a == 'latest' then v = call('HMGET', sk, MARK, 'hn', 'l')
+    elseif a == 'avg' then v = call('HMGET', sk, MARK, 'hn', 's', 'c')
+    else v = call('HMGET', sk, MARK, 'hn', 'd') end
+    if v[1] and v[2] == '0' then
+      -- A stored number goes back as an integer reply when it is one (cheaper for the client to
+      -- read), else as stored; false when unset.
+      local x = tonumber(v[3])
+      if x and x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then v[3] = x end
       k = k + 1
-      out[k] = v[4]
-    end
-  else
-    -- Read whole: the aggregate and the live holds (lapsed ones are skipped, not deleted).
-    local raw, now = call('HGETALL', sk), tonumber(A[1])
-    local f, amounts, exps = {}, {}, {}
-    for j = 1, #raw, 2 do
-      local name, x = raw[j], raw[j + 1]
-      local b1, b2 = string.byte(name, 1, 2)
-      if b1 == 104 and b2 == 58 and name ~= MARK then
-        local sep = string.find(x, '|', 1, true)
-        local exp = tonumber(string.sub(x, sep + 1))
-        if exp > now then
-          amounts[#amounts + 1] = tonumber(string.sub(x, 1, sep - 1))
-          exps[#exps + 1] = exp
-        end
-      else
-        f[name] = x
+      out[k] = v[3]
+      if a == 'avg' then
+        x = tonumber(v[4])
+        if x and x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then v[4] = x end
+        k = k + 1
+        out[k] = v[4]
       end
-    end
-    if f.seeded == nil then
-      missing = missing or {}
-      missing[#missing + 1] = i - 1
-    elseif a == 'avg' then
-      out[k + 1] = f.s or false
-      out[k + 2] = f.c or false
-      k = k + 2
-    elseif a == 'min' then
-      k = k + 1
-      out[k] = f.mn or false
     else
-      -- Holds add to sum, count and unique; max takes the largest; latest the one expiring last
-      -- (the later-read on a tie). Min and avg hold nothing.
-      local u
-      if a == 'sum' then u = tonumber(f.s) or 0
-      elseif a == 'count' then u = tonumber(f.c) or 0
-      elseif a == 'max' then u = tonumber(f.mx) or 0
-      elseif a == 'latest' then u = tonumber(f.l) or 0
-      else u = tonumber(f.d) or 0 end
-      if a == 'max' then
-        for j = 1, #amounts do if amounts[j] > u then u = amounts[j] end end
-      elseif a == 'latest' then
-        local last = nil
-        for j = 1, #amounts do if last == nil or exps[j] >= exps[last] then last = j end end
-        if last then u = amounts[last] end
+      -- Read whole: the aggregate and the live holds (lapsed ones are skipped, not deleted).
+      local raw = call('HGETALL', sk)
+      local f, amounts, exps = {}, {}, {}
+      for j = 1, #raw, 2 do
+        local name, x = raw[j], raw[j + 1]
+        local b1, b2 = string.byte(name, 1, 2)
+        if b1 == 104 and b2 == 58 and name ~= MARK then
+          local sep = string.find(x, '|', 1, true)
+          local exp = tonumber(string.sub(x, sep + 1))
+          if exp > now then
+            amounts[#amounts + 1] = tonumber(string.sub(x, 1, sep - 1))
+            exps[#exps + 1] = exp
+          end
+        else
+          f[name] = x
+        end
+      end
+      if f.seeded == nil then
+        missing = missing or {}
+        missing[#missing + 1] = i - 1
+      elseif a == 'avg' then
+        out[k + 1] = f.s or false
+        out[k + 2] = f.c or false
+        k = k + 2
+      elseif a == 'min' then
+        k = k + 1
+        out[k] = f.mn or false
       else
-        for j = 1, #amounts do u = u + amounts[j] end
+        -- Holds add to sum, count and unique; max takes the largest; latest the one expiring last
+        -- (the later-read on a tie). Min and avg hold nothing.
+        local u
+        if a == 'sum' then u = tonumber(f.s) or 0
+        elseif a == 'count' then u = tonumber(f.c) or 0
+        elseif a == 'max' then u = tonumber(f.mx) or 0
+        elseif a == 'latest' then u = tonumber(f.l) or 0
+        else u = tonumber(f.d) or 0 end
+        if a == 'max' then
+          for j = 1, #amounts do if amounts[j] > u then u = amounts[j] end end
+        elseif a == 'latest' then
+          local last = nil
+          for j = 1, #amounts do if last == nil or exps[j] >= exps[last] then last = j end end
+          if last then u = amounts[last] end
+        else
+          for j = 1, #amounts do u = u + amounts[j] end
+        end
+        if not (u % 1 == 0 and u < 9007199254740992 and u > -9007199254740992 and (u ~= 0 or 1 / u > 0)) then
+          u = string.format('%.17g', u)
+        end
+        k = k + 1
+        out[k] = u
       end
-      if not (u % 1 == 0 and u < 9007199254740992 and u > -9007199254740992 and (u ~= 0 or 1 / u > 0)) then
-        u = string.format('%.17g', u)
+    end
+    if string.byte(a, 1) == 61 then
+      dk = dk + 1
+      if missing == nil then
+        k = k + 1
+        out[k] = call('SISMEMBER', K[dk], string.sub(a, 2))
       end
-      k = k + 1
-      out[k] = u
     end
   end
-  if string.byte(a, 1) == 61 then
-    dk = dk + 1
-    if missing == nil then
-      k = k + 1
-      out[k] = call('SISMEMBER', K[dk], string.sub(a, 2))
-    end
-  end
+  if missing then out = { missing } end
+  replies[#replies + 1] = out
+  p = p + n + 2
+  base = dk
 end
-if missing then return { missing } end
-return out
+return replies
 `;
 
 /** SHA1 of {@link CHECK_SCRIPT}, the name Redis knows it by after `SCRIPT LOAD`. */
