@@ -295,6 +295,48 @@ suite('redis counters', () => {
     await tollgate.close();
   });
 
+  test('every key a record writes expires an hour after its window, also a key Redis lost in between', async () => {
+    const prefix = newPrefix();
+    const tollgate = createTollgate({
+      counters: redisCounters({ url, prefix }),
+      meters: [...meters, { id: 'users', name: 'Users', aggregation: 'unique', field: 'dimensions.user' }],
+      limits: [
+        ...limits,
+        { id: 'users-day', name: 'Users', meterId: 'users', limitValue: 100, period: 'day' },
+        { id: 'ever', name: 'Ever', meterId: 'tokens', limitValue: 1e9, period: 'all_time' },
+      ],
+    });
+    const record = (user: string) => tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 }, dimensions: { user } });
+    // When each key expires (ms since the epoch; -1 for none), by its limit and kind.
+    const expiries = async () => {
+      const out: Record<string, number> = {};
+      for (const k of await admin.keys(`${prefix}*`)) {
+        const ttl = await admin.pttl(k);
+        out[`${k.split(':').at(-3)!.split('@')[0]}:${k.split(':').at(-1)}`] = ttl < 0 ? ttl : Date.now() + ttl;
+      }
+      return out;
+    };
+    const dayEnd = Date.parse((await tollgate.limits.check({ customerId: 'c' })).limits.find((l) => l.limitId === 'daily')!.windowEnd!);
+    await record('u1'); // seeds the slots, then counts
+    const first = await expiries();
+    expect(Object.keys(first).sort()).toEqual(['daily:e', 'daily:s', 'ever:e', 'ever:s', 'users-day:d', 'users-day:e', 'users-day:s']);
+    for (const k of ['daily:e', 'daily:s', 'users-day:d', 'users-day:e', 'users-day:s']) expect(Math.abs(first[k] - (dayEnd + 3_600_000))).toBeLessThan(5_000);
+    expect([first['ever:s'], first['ever:e']]).toEqual([-1, -1]);
+    // Redis loses the recent ids of one slot and the distinct values of another (as eviction may);
+    // the next record, within the minute, makes them again: with the same expiry.
+    const keys = await admin.keys(`${prefix}*`);
+    await admin.del(keys.find((k) => k.includes(':daily@') && k.endsWith(':e'))!, keys.find((k) => k.endsWith(':d'))!);
+    await record('u2');
+    const second = await expiries();
+    expect(Object.keys(second).sort()).toEqual(Object.keys(first).sort());
+    for (const k of Object.keys(first)) {
+      if (first[k] < 0) expect(second[k]).toBe(first[k]);
+      else expect(Math.abs(second[k] - first[k])).toBeLessThan(5_000);
+    }
+    expect((await tollgate.limits.check({ customerId: 'c', dimensions: { user: 'u3' } })).limits.map((l) => l.used).sort()).toEqual([2, 2, 2]);
+    await tollgate.close();
+  });
+
   test('4 processes × 50 concurrent reservations against a limit of 100 → exactly 100', async () => {
     const prefix = newPrefix();
     const fixture = fileURLToPath(new URL('./fixtures/redis-reserve.mjs', import.meta.url));

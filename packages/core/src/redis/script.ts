@@ -10,9 +10,17 @@ import { createHash } from 'node:crypto';
  * in a set (`d`) and ids of recently counted events in a sorted set (`e`, for retries and seeding
  * races).
  *
+ * Keys expire an hour after their window ends (never for a slot without an end). While the window
+ * is open that is a fixed time, so a record sets it when it prunes the recent ids (at most once a
+ * minute per slot, and on the first count after a seed, which leaves no `p`) and on a key it
+ * creates; once the window has ended, on every count. Every value is stored as `%.17g` prints it
+ * (which reads back to the same string), so a record writes only the fields that change.
+ *
  * A check or reservation reads a slot with one HMGET: the field its aggregation needs, the number
  * of hold fields (`hn`) and a marker (`h:~`). Only while `hn` is 0 and the marker is there is that
- * enough; otherwise the slot is read whole (HGETALL). `hn` is exact while the marker is there: the
+ * enough; otherwise the slot is read whole (HGETALL). A record reads the fields it updates the same
+ * way, and stands by that read while the marker is there and the holds `hn` counts are all ones
+ * it has just dropped. `hn` is exact while the marker is there: the
  * counters script sets both from a whole read and keeps `hn` up to date as it adds and drops
  * holds. The marker looks like a lapsed hold (`0|0`) to the previous version of the script, which
  * deletes lapsed holds whenever it touches a slot, and so whenever it might add a hold: during a
@@ -158,26 +166,26 @@ export const COUNTERS_SCRIPT = `
 local op = ARGV[1]
 local NULL = false
 local MARK = 'h:~'
+local GRACE = 3600000
+local PRUNE_EVERY = 60000
 
--- Helpers (and now), made on first use: a reservation that needs none of them makes none.
-local now, fmt, num, contribution, load, valueOf, usedWith
+-- A number as stored: every digit (%.17g). An exact integer prints the same digits with %d, which
+-- is cheaper; -0 keeps its sign through %.17g.
+local function fmt(x)
+  if x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then return string.format('%d', x) end
+  return string.format('%.17g', x)
+end
+
+-- An integer reply when exact, else every digit as a string (-0 keeps its sign that way).
+local function num(x)
+  if x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then return x end
+  return string.format('%.17g', x)
+end
+
+-- Helpers (and now), made on first use: a reservation or record that reads no slot whole makes none.
+local now, load, valueOf, usedWith
 local function helpers()
   now = tonumber(ARGV[2])
-
-  fmt = function(x) return string.format('%.17g', x) end
-
-  -- An integer reply when exact, else every digit as a string (-0 keeps its sign that way).
-  num = function(x)
-    if x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0) then return x end
-    return fmt(x)
-  end
-
-  contribution = function(x)
-    local n = tonumber(x)
-    if n then return n end
-    if x == '' then return NULL end
-    return string.sub(x, 2)
-  end
 
   -- The slot's state, its live holds ({ amount, expiresAt }), its other fields and how many hold
   -- fields it keeps. With tidy, lapsed holds are deleted (a seed only reads), and hn and the
@@ -242,8 +250,9 @@ if op == 'reserve' then
   local base = 4
   local n = (#ARGV - base) / 4
   local out, missing, allowed, dk = { 1 }, nil, true, n
-  -- What the reservation needs again, and the slots read whole.
-  local states, lives, cs, news = {}, {}, {}, {}
+  -- What the reservation needs again, each made when needed: the slots read whole (states, lives),
+  -- which distinct values are new, and which slots showed the marker as it is written.
+  local states, lives, news, marked = nil, nil, nil, nil
   for i = 1, n do
     local b = base + i * 4 - 4
     local sk, a, raw = KEYS[i], ARGV[b + 1], ARGV[b + 4]
@@ -262,6 +271,10 @@ if op == 'reserve' then
     elseif a == 'latest' then v = call('HMGET', sk, MARK, 'hn', 'l')
     elseif a == 'avg' then v = call('HMGET', sk, MARK, 'hn', 's', 'c') end
     if v and v[1] and v[2] == '0' then
+      if v[1] == '0|0' then
+        marked = marked or {}
+        marked[i] = true
+      end
       local x = tonumber(v[3])
       if a == 'avg' then
         s, cnt = x or 0, tonumber(v[4]) or 0
@@ -277,17 +290,21 @@ if op == 'reserve' then
         missing[#missing + 1] = i - 1
       else
         u, mn, s, cnt = usedWith(a, st, live), st.mn, st.s, st.c
+        states, lives = states or {}, lives or {}
         states[i], lives[i] = st, live
       end
     end
     local isNew = false
     if type(c) == 'string' then
       dk = dk + 1
-      if u ~= nil then isNew = call('SISMEMBER', KEYS[dk], c) == 0 end
+      if u ~= nil then
+        isNew = call('SISMEMBER', KEYS[dk], c) == 0
+        news = news or {}
+        news[i] = isNew
+      end
     end
     if u ~= nil then
       out[i * 2] = u
-      cs[i], news[i] = c, isNew
       -- Soft slots always allow; without a contribution a hard slot allows while used < limit,
       -- with one while the usage it would make stays within the limit.
       local ok = ARGV[b + 3] == 'soft'
@@ -313,24 +330,29 @@ if op == 'reserve' then
   if missing then return missing end
 
   if allowed then
-    if load == nil then helpers() end
     -- What a hold keeps back: the contribution for sum, count, max and latest, 1 for a new
     -- distinct value (0 for one already counted); min and avg hold nothing.
     local name, expiresAt = 'h:' .. ARGV[3], tonumber(ARGV[4])
     local until_ = '|' .. fmt(expiresAt)
     for i = 1, n do
-      local a, c, amount = ARGV[base + i * 4 - 3], cs[i], nil
-      if c ~= NULL then
+      local a, raw, amount = ARGV[base + i * 4 - 3], ARGV[base + i * 4], nil
+      if raw ~= '' then
         if a == 'sum' or a == 'count' or a == 'max' or a == 'latest' then
-          if type(c) == 'number' then amount = c end
+          -- None for a distinct value.
+          amount = tonumber(raw)
         elseif a == 'unique' then
-          if news[i] then amount = 1 else amount = 0 end
+          if news and news[i] then amount = 1 else amount = 0 end
         end
       end
       if amount ~= nil then
         -- The slot was read whole or had no hold fields: either way every hold field is known.
-        local live = lives[i]
-        call('HSET', KEYS[i], name, fmt(amount) .. until_, 'hn', live and #live + 1 or 1, MARK, '0|0')
+        local live = lives and lives[i]
+        -- The marker is written unless the read showed it as it is.
+        if marked and marked[i] then
+          call('HSET', KEYS[i], name, fmt(amount) .. until_, 'hn', 1)
+        else
+          call('HSET', KEYS[i], name, fmt(amount) .. until_, 'hn', live and #live + 1 or 1, MARK, '0|0')
+        end
         if live then
           live[#live + 1] = { amount, expiresAt }
           out[i * 2] = usedWith(a, states[i], live)
@@ -347,18 +369,212 @@ if op == 'reserve' then
   end
   if not allowed then out[1] = 0 end
   -- Usage as an integer reply when exact, else every digit as a string (-0 keeps its sign that way).
-  for i = 2, n * 2, 2 do
-    local x = out[i]
-    if not (x % 1 == 0 and x < 9007199254740992 and x > -9007199254740992 and (x ~= 0 or 1 / x > 0)) then
-      out[i] = string.format('%.17g', x)
+  for i = 2, n * 2, 2 do out[i] = num(out[i]) end
+  return out
+end
+
+if op == 'record' then
+  local call, tonumber = redis.call, tonumber
+  now = tonumber(ARGV[2])
+  local RECENT, nA = tonumber(ARGV[3]), #ARGV
+  -- Before any write, per slot, one HMGET of the fields the record reads: seeded (which finds the
+  -- slots without state), hn, the marker, p, the aggregate, then the slot's fired flags. A number
+  -- added to a slot that neither shows the latest value nor counts distinct values needs neither l
+  -- nor d. A key met again in the run is not read again: its first read says whether it has state.
+  local reads, firstOf, missing = {}, {}, nil
+  local p, k = 4, 0
+  while p <= nA do
+    local nh = tonumber(ARGV[p + 3])
+    local ns = tonumber(ARGV[p + 4 + nh])
+    p = p + 5 + nh
+    for _ = 1, ns do
+      k = k + 1
+      local nt, sk = tonumber(ARGV[p + 4]), KEYS[k * 3 - 2]
+      local first, v = firstOf[sk], nil
+      if first == nil then
+        firstOf[sk] = k
+        local a = ARGV[p]
+        if a ~= 'latest' and a ~= 'unique' and tonumber(ARGV[p + 2]) then
+          if nt == 1 then
+            v = call('HMGET', sk, 'seeded', 'hn', MARK, 'p', 'c', 's', 'mn', 'mx', 'la', 'f:' .. tonumber(ARGV[p + 5]))
+          else
+            local names = { 'seeded', 'hn', MARK, 'p', 'c', 's', 'mn', 'mx', 'la' }
+            for q = 1, nt do names[9 + q] = 'f:' .. tonumber(ARGV[p + 4 + q]) end
+            v = call('HMGET', sk, unpack(names))
+          end
+        else
+          local names = { 'seeded', 'hn', MARK, 'p', 'c', 's', 'mn', 'mx', 'la', 'l', 'd' }
+          for q = 1, nt do names[11 + q] = 'f:' .. tonumber(ARGV[p + 4 + q]) end
+          v = call('HMGET', sk, unpack(names))
+        end
+        reads[k] = v
+      else
+        v = reads[first]
+      end
+      if not v[1] then
+        missing = missing or { -1 }
+        missing[#missing + 1] = k - 1
+      end
+      p = p + 5 + nt
     end
   end
+  if missing then return missing end
+
+  local out, alerts = { 1 }, nil
+  -- Per hash, the holds this run deleted from it.
+  local dropped = {}
+  -- One slot's HSET arguments at a time (w of them).
+  local write, w = {}, 0
+  p, k = 4, 0
+  while p <= nA do
+    local id, at, holdId, nh = ARGV[p], tonumber(ARGV[p + 1]), ARGV[p + 2], tonumber(ARGV[p + 3])
+    -- A dropped hold leaves hn one too high until the slot is written again: never too low.
+    if holdId ~= '' then
+      local name = 'h:' .. holdId
+      for j = 1, nh do
+        local hk = KEYS[tonumber(ARGV[p + 3 + j])]
+        if call('HDEL', hk, name) == 1 then
+          -- Deleting the marker itself leaves hn unknown: that slot is read whole.
+          if name == MARK then dropped[hk] = 1 / 0 else dropped[hk] = (dropped[hk] or 0) + 1 end
+        end
+      end
+    end
+    local ns = tonumber(ARGV[p + 4 + nh])
+    p = p + 5 + nh
+    for _ = 1, ns do
+      k = k + 1
+      local a, limit, raw, e, nt = ARGV[p], tonumber(ARGV[p + 1]), ARGV[p + 2], ARGV[p + 3], tonumber(ARGV[p + 4])
+      local c = tonumber(raw)
+      if c == nil then
+        if raw == '' then c = NULL else c = string.sub(raw, 2) end
+      end
+      if e ~= '' then e = tonumber(e) or NULL else e = NULL end
+      local b = k * 3 - 3
+      local sk, dk, ek = KEYS[b + 1], KEYS[b + 2], KEYS[b + 3]
+      -- The early read stands for the slot when it is the key's first slot in the run (nothing has
+      -- written it since), it had the marker, and the holds hn counted are all ones this run
+      -- deleted: no hold field is left. Otherwise the slot is read whole now, deleting lapsed holds.
+      local v, f, live, holds, tf = reads[k], nil, nil, 0, 9
+      if not (v and v[3] and tonumber(v[2]) == (dropped[sk] or 0)) then v = nil end
+      local cnt, s, d, mn, mx, l, la, lastPrune
+      if v then
+        cnt, s, mn, mx, la = tonumber(v[5]) or 0, tonumber(v[6]) or 0, tonumber(v[7]), tonumber(v[8]), tonumber(v[9])
+        -- A short read (no l, no d) for a number added to a slot that uses neither.
+        if a == 'latest' or a == 'unique' or type(c) ~= 'number' then
+          l, d, tf = tonumber(v[10]), tonumber(v[11]) or 0, 11
+        end
+        lastPrune = v[4]
+      else
+        if load == nil then helpers() end
+        local st
+        st, live, f, holds = load(sk, true)
+        cnt, s, d, mn, mx, l, la = st.c, st.s, st.d, st.mn, st.mx, st.l, st.la
+        lastPrune = f.p
+      end
+      w = 0
+      local counted, distinct, refresh, created, isNew = false, false, false, false, false
+      if c ~= NULL then
+        -- Keys expire GRACE after their window ends. While the window is open that is a fixed
+        -- time, set when the ids are pruned (at most once a minute, and on the first count after a
+        -- seed, which leaves no p) and on a key this count creates; once it has ended, on every count.
+        refresh = e ~= NULL and (e <= now or now - (tonumber(lastPrune) or 0) >= PRUNE_EVERY)
+        if e ~= NULL and not refresh then created = call('EXISTS', ek) == 0 end
+        -- ZADD NX answers 0 for an id already counted: a retry, or an event the seed counted.
+        counted = call('ZADD', ek, 'NX', now, id) == 1
+      end
+      if counted then
+        -- Only the fields that change are written: every other one already holds what it would be
+        -- rewritten with (each value is stored by fmt, which reads back to the same string).
+        cnt = cnt + 1
+        write[1] = 'c'; write[2] = fmt(cnt)
+        w = 2
+        if type(c) == 'string' then
+          distinct = true
+          isNew = call('SADD', dk, c) == 1
+          if isNew then
+            d = d + 1
+            write[3] = 'd'; write[4] = fmt(d)
+            w = 4
+          end
+        else
+          distinct = a == 'unique'
+          s = s + c
+          write[3] = 's'; write[4] = fmt(s)
+          w = 4
+          if mn == nil or c < mn then
+            mn = c
+            write[w + 1] = 'mn'; write[w + 2] = fmt(mn); w = w + 2
+          end
+          if mx == nil or c > mx then
+            mx = c
+            write[w + 1] = 'mx'; write[w + 2] = fmt(mx); w = w + 2
+          end
+          if la == nil or at >= la then
+            l, la = c, at
+            write[w + 1] = 'l'; write[w + 2] = fmt(l); write[w + 3] = 'la'; write[w + 4] = fmt(la); w = w + 4
+          end
+        end
+        -- Ids older than RECENT go at most once a minute: a retry within RECENT is always caught.
+        if now - (tonumber(lastPrune) or 0) >= PRUNE_EVERY then
+          call('ZREMRANGEBYSCORE', ek, '-inf', now - RECENT)
+          write[w + 1] = 'p'; write[w + 2] = ARGV[2]; w = w + 2
+        end
+      end
+      local u
+      if a == 'sum' then u = s
+      elseif a == 'count' then u = cnt
+      elseif a == 'max' then u = mx or 0
+      elseif a == 'min' then u = mn or 0
+      elseif a == 'latest' then u = l or 0
+      elseif a == 'avg' then if cnt == 0 then u = 0 else u = s / cnt end
+      elseif a == 'unique' then u = d
+      else u = 0 end
+      if live and #live > 0 then u = usedWith(a, { c = cnt, s = s, d = d, mn = mn, mx = mx, l = l, la = la }, live) end
+      out[k + 1] = num(u)
+      -- Thresholds are checked even for an event the seed already counted; each fires once.
+      if c ~= NULL then
+        for q = 1, nt do
+          local t = tonumber(ARGV[p + 4 + q])
+          if u * 100 >= t * limit - 1e-9 then
+            local name, fired = 'f:' .. t, nil
+            if v then fired = v[tf + q] else fired = f[name] end
+            if not fired then
+              write[w + 1] = name; write[w + 2] = '1'; w = w + 2
+              alerts = alerts or {}
+              alerts[#alerts + 1] = k - 1; alerts[#alerts + 1] = q - 1; alerts[#alerts + 1] = num(u)
+            end
+          end
+        end
+      end
+      if w > 0 then
+        -- hn and the marker, unless the early read shows them as they would be written.
+        if not (v and v[2] == '0') then write[w + 1] = 'hn'; write[w + 2] = holds; w = w + 2 end
+        if not (v and v[3] == '0|0') then write[w + 1] = MARK; write[w + 2] = '0|0'; w = w + 2 end
+        call('HSET', sk, unpack(write, 1, w))
+      end
+      if counted then
+        if e == NULL then
+          call('PERSIST', sk)
+        else
+          local ttl = math.max(e - now, 0) + GRACE
+          if refresh then
+            call('PEXPIRE', sk, ttl)
+            if distinct then call('PEXPIRE', dk, ttl) end
+            call('PEXPIRE', ek, ttl)
+          else
+            if isNew then call('PEXPIRE', dk, ttl) end
+            if created then call('PEXPIRE', ek, ttl) end
+          end
+        end
+      end
+      p = p + 5 + nt
+    end
+  end
+  if alerts then for j = 1, #alerts do out[#out + 1] = alerts[j] end end
   return out
 end
 
 helpers()
-local GRACE = 3600000
-local PRUNE_EVERY = 60000
 
 -- The state as hash fields and values, for one HSET.
 local function fields(st)
@@ -380,104 +596,12 @@ local function expire(e, distinct, sk, dk, ek)
   redis.call('PEXPIRE', ek, ttl)
 end
 
-local function addToState(st, c, at, isNew)
-  st.c = st.c + 1
-  if type(c) == 'string' then
-    if isNew then st.d = st.d + 1 end
-    return
-  end
-  st.s = st.s + c
-  if st.mn == nil or c < st.mn then st.mn = c end
-  if st.mx == nil or c > st.mx then st.mx = c end
-  if st.la == nil or at >= st.la then st.l = c; st.la = at end
-end
-
 -- Positions in t of the thresholds (percent) that used has reached.
 local function reached(t, v, used)
   local out = {}
   for j = 1, #t do
     if used * 100 >= t[j] * v - 1e-9 then out[#out + 1] = j end
   end
-  return out
-end
-
-if op == 'record' then
-  local RECENT = tonumber(ARGV[3])
-  local items, total, p = {}, 0, 4
-  while p <= #ARGV do
-    local item = { id = ARGV[p], at = tonumber(ARGV[p + 1]), holdId = ARGV[p + 2], holdKeys = {}, slots = {} }
-    local nh = tonumber(ARGV[p + 3])
-    for j = 1, nh do item.holdKeys[j] = tonumber(ARGV[p + 3 + j]) end
-    p = p + 4 + nh
-    local ns = tonumber(ARGV[p])
-    p = p + 1
-    for j = 1, ns do
-      local e, nt = ARGV[p + 3], tonumber(ARGV[p + 4])
-      local t = {}
-      for q = 1, nt do t[q] = tonumber(ARGV[p + 4 + q]) end
-      item.slots[j] = { a = ARGV[p], v = tonumber(ARGV[p + 1]), c = contribution(ARGV[p + 2]), e = e ~= '' and tonumber(e) or NULL, t = t }
-      p = p + 5 + nt
-    end
-    total = total + ns
-    items[#items + 1] = item
-  end
-  local missing = nil
-  for k = 1, total do
-    if redis.call('HEXISTS', KEYS[(k - 1) * 3 + 1], 'seeded') == 0 then
-      missing = missing or { -1 }
-      missing[#missing + 1] = k - 1
-    end
-  end
-  if missing then return missing end
-  local out, alerts = { 1 }, {}
-  local k = 0
-  for _, item in ipairs(items) do
-    -- A dropped hold leaves hn one too high until the slot is written again: never too low.
-    if item.holdId ~= '' then
-      for _, hk in ipairs(item.holdKeys) do redis.call('HDEL', KEYS[hk], 'h:' .. item.holdId) end
-    end
-    for _, slot in ipairs(item.slots) do
-      k = k + 1
-      local b = (k - 1) * 3
-      local sk, dk, ek = KEYS[b + 1], KEYS[b + 2], KEYS[b + 3]
-      local st, live, f, holds = load(sk, true)
-      local c = slot.c
-      local write = nil
-      -- ZADD NX answers 0 for an id already counted: a retry, or an event the seed counted.
-      local counted = c ~= NULL and redis.call('ZADD', ek, 'NX', now, item.id) == 1
-      if counted then
-        local isNew = false
-        if type(c) == 'string' then isNew = redis.call('SADD', dk, c) == 1 end
-        addToState(st, c, item.at, isNew)
-        write = fields(st)
-        -- Ids older than RECENT go at most once a minute: a retry within RECENT is always caught.
-        if now - (tonumber(f.p) or 0) >= PRUNE_EVERY then
-          redis.call('ZREMRANGEBYSCORE', ek, '-inf', now - RECENT)
-          write[#write + 1] = 'p'; write[#write + 1] = ARGV[2]
-        end
-      end
-      local u = usedWith(slot.a, st, live)
-      out[k + 1] = num(u)
-      -- Thresholds are checked even for an event the seed already counted; each fires once.
-      if c ~= NULL then
-        for _, j in ipairs(reached(slot.t, slot.v, u)) do
-          local name = 'f:' .. slot.t[j]
-          if f[name] == nil then
-            write = write or {}
-            write[#write + 1] = name; write[#write + 1] = '1'
-            alerts[#alerts + 1] = k - 1; alerts[#alerts + 1] = j - 1; alerts[#alerts + 1] = num(u)
-          end
-        end
-      end
-      if write then
-        write[#write + 1] = 'hn'; write[#write + 1] = holds
-        write[#write + 1] = MARK; write[#write + 1] = '0|0'
-        redis.call('HSET', sk, unpack(write))
-      end
-      if counted then expire(slot.e, type(c) == 'string' or slot.a == 'unique', sk, dk, ek) end
-    end
-  end
-  for j = 1, #alerts do out[#out + 1] = alerts[j] end
   return out
 end
 
