@@ -193,3 +193,4 @@ export const parseCommit = parser(commitSchema, 'commit', (i) => {
 });
 
 export type ParsedEvent = z.output<typeof recordEventSchema>;
+export type ParsedCheck = z.output<typeof checkSchema>;

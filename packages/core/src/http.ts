@@ -5,6 +5,7 @@
  * of their hosts' idioms onto these functions, so both answer the same way.
  */
 import { dimensionsSchema, parse, valuesSchema, type CheckInput, type CommitInput, type RecordEventInput, type ReserveInput } from './schemas.js';
+import { immediateOf, promised } from './immediate.js';
 import type { Tollgate, Reservation } from './tollgate.js';
 import type { DecisionReason, Dimensions, LimitStatus, Values } from './types.js';
 
@@ -277,42 +278,51 @@ class Session implements MeteringSession {
     this.skipped = true;
   }
 
-  async settle(outcome: { record: boolean; values?: Values }): Promise<void> {
-    if (this.settled) return;
+  settle(outcome: { record: boolean; values?: Values }): Promise<void> {
+    if (this.settled) return SETTLED;
     this.settled = true;
-    if (!this.decision.allowed) return;
-    const reservation = this.reservation;
+    if (!this.decision.allowed) return SETTLED;
+    let pending: Promise<unknown> | undefined;
     try {
-      if (!outcome.record || this.skipped) {
-        await reservation?.release();
-        return;
-      }
-      let values: Values | undefined;
-      if (this.reported !== null || outcome.values !== undefined) {
-        const reported: Values = {};
-        if (outcome.values) addValues(reported, outcome.values);
-        if (this.reported) addValues(reported, this.reported);
-        values = { ...this.input.estimate, ...reported };
-      }
-      const dimensions = this.extraDimensions === null ? this.input.dimensions : { ...this.input.dimensions, ...this.extraDimensions };
-      if (reservation?.allowed) {
-        const commit: CommitInput = {};
-        if (values !== undefined) commit.values = values;
-        if (this.extraDimensions !== null) commit.dimensions = this.extraDimensions;
-        await reservation.commit(commit);
-      } else {
-        // A plain check, or a store failure that the route let through without a hold.
-        const event: RecordEventInput = { customerId: this.input.customerId, eventType: this.input.eventType };
-        const recordedValues = values ?? this.input.estimate;
-        if (recordedValues !== undefined) event.values = recordedValues;
-        if (dimensions !== undefined) event.dimensions = dimensions;
-        await this.tollgate.events.record(event);
-      }
+      pending = this.finish(outcome);
     } catch (error) {
       warnRecordFailed(error);
+      return SETTLED;
     }
+    return pending === undefined ? SETTLED : pending.then(() => {}, warnRecordFailed);
+  }
+
+  /** Records, commits or releases; a promise only when the store has to be waited for. */
+  private finish(outcome: { record: boolean; values?: Values }): Promise<unknown> | undefined {
+    const reservation = this.reservation;
+    if (!outcome.record || this.skipped) return reservation?.release();
+    let values: Values | undefined;
+    if (this.reported !== null || outcome.values !== undefined) {
+      const reported: Values = {};
+      if (outcome.values) addValues(reported, outcome.values);
+      if (this.reported) addValues(reported, this.reported);
+      values = { ...this.input.estimate, ...reported };
+    }
+    if (reservation?.allowed) {
+      const commit: CommitInput = {};
+      if (values !== undefined) commit.values = values;
+      if (this.extraDimensions !== null) commit.dimensions = this.extraDimensions;
+      return reservation.commit(commit);
+    }
+    // A plain check, or a store failure that the route let through without a hold.
+    const event: RecordEventInput = { customerId: this.input.customerId, eventType: this.input.eventType };
+    const recordedValues = values ?? this.input.estimate;
+    if (recordedValues !== undefined) event.values = recordedValues;
+    const dimensions = this.extraDimensions === null ? this.input.dimensions : { ...this.input.dimensions, ...this.extraDimensions };
+    if (dimensions !== undefined) event.dimensions = dimensions;
+    const immediate = immediateOf(this.tollgate);
+    const recorded = immediate ? immediate.record(event) : this.tollgate.events.record(event);
+    return recorded instanceof Promise ? recorded : undefined;
   }
 }
+
+/** What a settled session answers: nothing to wait for. */
+const SETTLED: Promise<void> = Promise.resolve();
 
 /**
  * Decides a request before its handler runs: `reserve` when an estimate is given (atomic: N
@@ -326,25 +336,40 @@ class Session implements MeteringSession {
  * // ... run the handler, then, once:
  * await metering.settle({ record: status < 400 });
  */
-export async function meterRequest(tollgate: Tollgate, input: MeteringInput): Promise<MeteringSession> {
-  const policy = input.onStoreError ?? 'open';
-  let decision: Decision;
-  let reservation: Reservation | null = null;
+export function meterRequest(tollgate: Tollgate, input: MeteringInput): Promise<MeteringSession> {
+  return promised(() => startMetering(tollgate, input));
+}
+
+/**
+ * {@link meterRequest} for adapters that can go on at once: the session itself when the decision
+ * needed no waiting (a check on the memory store), else a promise of it.
+ */
+export function startMetering(tollgate: Tollgate, input: MeteringInput): MeteringSession | Promise<MeteringSession> {
   // The engine answers a failed store by its own onStoreError policy; the route's, when set, outranks it below.
-  if (input.estimate !== undefined) {
-    const reserve: ReserveInput = { customerId: input.customerId, eventType: input.eventType, estimate: input.estimate };
-    if (input.dimensions !== undefined) reserve.dimensions = input.dimensions;
-    reservation = await tollgate.reserve(reserve);
-    decision = { allowed: reservation.allowed, reason: reservation.reason, limits: reservation.limits, retryAfter: reservation.retryAfter };
-  } else {
-    const check: CheckInput = { customerId: input.customerId, eventType: input.eventType };
-    if (input.dimensions !== undefined) check.dimensions = input.dimensions;
-    decision = await tollgate.limits.check(check);
-  }
-  // The route's policy outranks the engine's when the engine answered for a failed store.
+  if (input.estimate !== undefined) return reserveFor(tollgate, input);
+  const check: CheckInput = { customerId: input.customerId, eventType: input.eventType };
+  if (input.dimensions !== undefined) check.dimensions = input.dimensions;
+  const immediate = immediateOf(tollgate);
+  const decision = immediate ? immediate.check(check) : tollgate.limits.check(check);
+  if (decision instanceof Promise) return decision.then((d) => sessionOf(tollgate, input, d, null));
+  return sessionOf(tollgate, input, decision, null);
+}
+
+async function reserveFor(tollgate: Tollgate, input: MeteringInput): Promise<MeteringSession> {
+  const reserve: ReserveInput = { customerId: input.customerId, eventType: input.eventType, estimate: input.estimate! };
+  if (input.dimensions !== undefined) reserve.dimensions = input.dimensions;
+  const reservation = await tollgate.reserve(reserve);
+  const decision = { allowed: reservation.allowed, reason: reservation.reason, limits: reservation.limits, retryAfter: reservation.retryAfter };
+  const session = sessionOf(tollgate, input, decision, reservation);
+  // Overruled by the route's policy: the hold goes.
+  if (decision.allowed && !session.decision.allowed) await reservation.release().catch(() => {});
+  return session;
+}
+
+/** The session for a decision; the route's store-failure policy outranks the engine's answer for a failed store. */
+function sessionOf(tollgate: Tollgate, input: MeteringInput, decision: Decision, reservation: Reservation | null): Session {
   if (decision.reason !== 'limits' && input.onStoreError !== undefined) {
-    const allowed = policy === 'open';
-    if (decision.allowed && !allowed) await reservation?.release().catch(() => {});
+    const allowed = input.onStoreError === 'open';
     decision = { ...decision, allowed, reason: allowed ? 'store_error_open' : 'store_error_closed' };
   }
   return new Session(tollgate, input, decision, reservation);

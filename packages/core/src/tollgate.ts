@@ -1,7 +1,8 @@
 import { TollgateError, alreadyExists, notFound } from './errors.js';
 import { retryAfterSeconds } from './http.js';
 import { Deadlines } from './deadlines.js';
-import { parseBatchIngest, parseCheck, parseCommit, parseRecordEvent, parseReserve, type ParsedEvent } from './fast-parse.js';
+import { parseBatchIngest, parseCheck, parseCommit, parseRecordEvent, parseReserve, type ParsedCheck, type ParsedEvent } from './fast-parse.js';
+import { IMMEDIATE, promised, type Immediate } from './immediate.js';
 import { newId } from './ids.js';
 import { fieldSource, limitApplies, type Target } from './matching.js';
 import { applyNowOf, memoryStore } from './memory-store.js';
@@ -391,6 +392,8 @@ class Engine {
     this.declaredLimits = (options.limits ?? []).map((l, i) => parse(createLimitSchema, l, `options.limits[${i}]`));
     this.initializing = this.init();
     this.initializing.catch(() => {});
+    const immediate: Immediate = { check: (input) => this.checkNow(input), record: (input) => this.recordNow(input) };
+    Object.defineProperty(this.api, IMMEDIATE, { value: immediate });
   }
 
   // ── start-up and caches ──────────────────────────────────────────────────
@@ -735,18 +738,65 @@ class Engine {
     return event;
   }
 
+  // ── check and record, without a promise when nothing has to wait ─────────
+
+  private recordNow(input: unknown): RecordResult | Promise<RecordResult> {
+    const parsed = parseRecordEvent(input);
+    if (!this.initialized) return this.initializing.then(() => this.recordParsed(parsed));
+    return this.recordParsed(parsed);
+  }
+
+  private recordParsed(parsed: ParsedEvent): RecordResult | Promise<RecordResult> {
+    const item = this.itemFor(this.toStored(parsed, this.clock()));
+    if (item instanceof Promise) return item.then((i) => this.recordOne(i));
+    return this.recordOne(item);
+  }
+
+  private recordOne(item: RecordItem): RecordResult | Promise<RecordResult> {
+    const records = this.recordItems([item]);
+    return records instanceof Promise ? records.then((r) => r[0]) : records[0];
+  }
+
+  private checkNow(input: unknown): CheckResult | Promise<CheckResult> {
+    const parsed = parseCheck(input);
+    if (!this.initialized) return this.initializing.then(() => this.checkParsed(parsed));
+    return this.checkParsed(parsed);
+  }
+
+  private checkParsed(parsed: ParsedCheck): CheckResult | Promise<CheckResult> {
+    const at = this.clock();
+    let prepared: Prepared | Promise<Prepared>;
+    try {
+      prepared = this.prepare(parsed.customerId, false, at);
+    } catch (error) {
+      return this.failedCheck(error);
+    }
+    if (prepared instanceof Promise) return prepared.then((p) => this.checkPrepared(parsed, at, p), (error: unknown) => this.failedCheck(error));
+    return this.checkPrepared(parsed, at, prepared);
+  }
+
+  /** A check whose definitions or customer could not be loaded: the store policy answers. */
+  private failedCheck(error: unknown): CheckResult {
+    return { ...this.storePolicy(error), limits: [], retryAfter: null };
+  }
+
+  private checkPrepared(parsed: ParsedCheck, at: number, { defs, context }: Prepared): CheckResult | Promise<CheckResult> {
+    const slots = this.slotsFor(defs, parsed, false, at, context, parsed.estimate);
+    if (slots.length === 0) return { allowed: true, limits: [], reason: 'limits', retryAfter: null };
+    const decided = this.decide({ type: 'check', now: at, slots });
+    return decided instanceof Promise ? decided.then((d) => this.checkResult(slots, d, at)) : this.checkResult(slots, decided, at);
+  }
+
+  private checkResult(slots: LimitSlot[], result: Decided, at: number): CheckResult {
+    const limits = this.statuses(slots, result);
+    return { allowed: result.allowed, limits, reason: result.reason, retryAfter: result.allowed ? null : retryAfterSeconds(limits, at) };
+  }
+
   // ── the public API ───────────────────────────────────────────────────────
 
   readonly api: Tollgate = {
     events: {
-      record: async (input) => {
-        const parsed = parseRecordEvent(input);
-        if (!this.initialized) await this.initializing;
-        const pending = this.itemFor(this.toStored(parsed, this.clock()));
-        const item = pending instanceof Promise ? await pending : pending;
-        const records = this.recordItems([item]);
-        return (records instanceof Promise ? await records : records)[0];
-      },
+      record: (input) => promised(() => this.recordNow(input)),
       batchIngest: async (input) => {
         const parsed = parseBatchIngest(input);
         await this.ensureReady();
@@ -881,25 +931,7 @@ class Engine {
         await this.ensureReady();
         return pageResult(await this.ledgerCall('listing limits', () => this.ledger.listLimits({ limit: parsed.limit ?? 100, cursor: parsed.cursor })));
       },
-      check: async (input) => {
-        const parsed = parseCheck(input);
-        if (!this.initialized) await this.initializing;
-        const at = this.clock();
-        let prepared: Prepared;
-        try {
-          const p = this.prepare(parsed.customerId, false, at);
-          prepared = p instanceof Promise ? await p : p;
-        } catch (error) {
-          return { ...this.storePolicy(error), limits: [], retryAfter: null };
-        }
-        const { defs: d, context } = prepared;
-        const slots = this.slotsFor(d, parsed, false, at, context, parsed.estimate);
-        if (slots.length === 0) return { allowed: true, limits: [], reason: 'limits', retryAfter: null };
-        const decided = this.decide({ type: 'check', now: at, slots });
-        const result = decided instanceof Promise ? await decided : decided;
-        const limits = this.statuses(slots, result);
-        return { allowed: result.allowed, limits, reason: result.reason, retryAfter: result.allowed ? null : retryAfterSeconds(limits, at) };
-      },
+      check: (input) => promised(() => this.checkNow(input)),
     },
 
     customers: {

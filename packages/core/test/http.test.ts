@@ -4,6 +4,7 @@ import {
   limitExceededResponse,
   meterRequest,
   memoryStore,
+  startMetering,
   mostConstrained,
   rankLimits,
   rateLimitHeaders,
@@ -241,6 +242,42 @@ describe('meterRequest', () => {
     await tollgate.events.record({ customerId: 'acme', eventType: 'llm.completion', values: { tokens: 700 } });
     const sessions = await Promise.all(Array.from({ length: 20 }, () => meterRequest(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 100 } })));
     expect(sessions.filter((s) => s.decision.allowed)).toHaveLength(3);
+  });
+
+  it('startMetering decides a check on the memory store at once, and settles without waiting', async () => {
+    tollgate = createTollgate(definitions);
+    await tollgate.customers.create({ id: 'acme' });
+    await tollgate.limits.check({ customerId: 'acme' }); // the customer's context is cached from here on
+    const session = startMetering(tollgate, { customerId: 'acme', eventType: 'api.call' });
+    expect(session).not.toBeInstanceOf(Promise);
+    const { decision } = session as Exclude<typeof session, Promise<unknown>>;
+    expect(decision).toMatchObject({ allowed: true, reason: 'limits' });
+    expect(decision.limits.find((l) => l.limitId === 'requests-per-minute')).toMatchObject({ used: 0, remaining: 3 });
+    void (session as Exclude<typeof session, Promise<unknown>>).settle({ record: true });
+    // Recorded before anything was awaited.
+    const again = startMetering(tollgate, { customerId: 'acme', eventType: 'api.call' }) as Exclude<typeof session, Promise<unknown>>;
+    expect(again.decision.limits.find((l) => l.limitId === 'requests-per-minute')!.used).toBe(1);
+    // With an estimate (a reservation), or through a Tollgate that is not the engine's own object, a promise.
+    const reserving = startMetering(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 1 } });
+    expect(reserving).toBeInstanceOf(Promise);
+    await (await reserving).settle({ record: false });
+    const wrapped: Tollgate = { ...tollgate, limits: { ...tollgate.limits }, events: { ...tollgate.events } };
+    const viaWrapper = startMetering(wrapped, { customerId: 'acme', eventType: 'api.call' });
+    expect(viaWrapper).toBeInstanceOf(Promise);
+    expect((await viaWrapper).decision.limits.find((l) => l.limitId === 'requests-per-minute')!.used).toBe(1);
+  });
+
+  it('startMetering on a store that must be waited for answers with a promise', async () => {
+    const flaky = flakyStore();
+    tollgate = createTollgate({ ...definitions, store: flaky.store });
+    await tollgate.ready();
+    await tollgate.limits.check({ customerId: 'acme' });
+    const pending = startMetering(tollgate, { customerId: 'acme', eventType: 'api.call' });
+    expect(pending).toBeInstanceOf(Promise);
+    const session = await pending;
+    expect(session.decision).toMatchObject({ allowed: true, reason: 'limits' });
+    await session.settle({ record: true });
+    expect((await tollgate.events.list({ customerId: 'acme' })).data).toHaveLength(1);
   });
 
   it('rejects invalid late usage at the call, not silently at the end', async () => {

@@ -1,8 +1,8 @@
 import {
   customerRequiredResponse,
   limitExceededBody,
-  meterRequest,
   rateLimitHeaders,
+  startMetering,
   storeUnavailableResponse,
   type Decision,
   type HeaderOptions,
@@ -14,6 +14,11 @@ import { validateOptions, type MeterOptions } from './options.js';
 
 function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | null)?.then === 'function';
+}
+
+/** `then(value)`, at once for a plain value and after it settles for a promise. */
+function chain<T, R>(value: T | PromiseLike<T>, then: (v: T) => R | PromiseLike<R>): R | PromiseLike<R> {
+  return isThenable(value) ? value.then(then) : then(value);
 }
 
 function setHeaders(res: Response, headers: Record<string, string>): void {
@@ -67,18 +72,19 @@ export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler
   };
   const sendsHeaders = headerOptions.standardHeaders !== false || headerOptions.legacyHeaders;
 
-  async function decide(req: Request, res: Response, next: NextFunction): Promise<void> {
-    // Callbacks are awaited only when they return a promise: a synchronous one costs no extra tick.
-    let customer = customerId(req);
-    if (isThenable(customer)) customer = await customer;
-    if (customer === undefined || customer === null || customer === '') return onMissingCustomer(req, res, next);
-    let dims = typeof dimensions === 'function' ? dimensions(req) : dimensions;
-    if (isThenable(dims)) dims = await dims;
-    let est = typeof estimate === 'function' ? estimate(req) : estimate;
-    if (isThenable(est)) est = await est;
-    const session = await meterRequest(tollgate, { customerId: customer, eventType, dimensions: dims, estimate: est, onStoreError });
-    const { decision } = session;
+  // Synchronous as far as it can be: callbacks that return plain values and a store that answers
+  // at once (the memory store) decide the request without a promise.
+  function decide(req: Request, res: Response, next: NextFunction): unknown {
+    return chain(customerId(req), (customer) => {
+      if (customer === undefined || customer === null || customer === '') return onMissingCustomer(req, res, next);
+      return chain(typeof dimensions === 'function' ? dimensions(req) : dimensions, (dims) =>
+        chain(typeof estimate === 'function' ? estimate(req) : estimate, (est) =>
+          chain(startMetering(tollgate, { customerId: customer, eventType, dimensions: dims, estimate: est, onStoreError }), (session) => proceed(req, res, next, session))));
+    });
+  }
 
+  function proceed(req: Request, res: Response, next: NextFunction, session: MeteringSession): unknown {
+    const { decision } = session;
     if (!decision.allowed) {
       if (decision.reason === 'store_error_closed') {
         const { status, body } = storeUnavailableResponse();
@@ -89,11 +95,7 @@ export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler
       if (decision.retryAfter !== null) res.setHeader('Retry-After', String(decision.retryAfter));
       return onLimitExceeded(req, res, next, decision);
     }
-
-    if (res.closed || res.destroyed) {
-      await session.settle({ record: false });
-      return;
-    }
+    if (res.closed || res.destroyed) return session.settle({ record: false });
     req.tollgate = session;
     if (sendsHeaders) setHeaders(res, rateLimitHeaders(decision.limits, headerOptions));
     watch(res, session);
@@ -110,7 +112,7 @@ export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler
   // closes once, so it is added with on() rather than once(): no closure or wrapper per request.
   function onClose(this: Response): void {
     const session = (this as MeteredResponse)[SESSION];
-    if (session) void settle(this.req, this, session);
+    if (session) settle(this.req, this, session);
   }
 
   function watch(res: Response, session: MeteringSession): void {
@@ -118,22 +120,35 @@ export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler
     res.on('close', onClose);
   }
 
-  async function settle(req: Request, res: Response, session: MeteringSession): Promise<void> {
+  function settle(req: Request, res: Response, session: MeteringSession): void {
     let record: boolean;
     let reported;
     try {
       record = recordWhen(req, res);
-      reported = record && values ? await values(req, res) : undefined;
+      reported = record && values ? values(req, res) : undefined;
     } catch (error) {
-      // The answer is gone; a throwing callback must not leave the hold behind.
-      await session.settle({ record: false });
-      process.emitWarning(`Tollgate meter(): recordWhen or values threw, so the request was not recorded: ${(error as Error)?.message ?? error}`, { code: 'TOLLGATE_RECORD_FAILED' });
+      failed(session, error);
       return;
     }
-    await session.settle({ record, values: reported });
+    if (isThenable(reported)) reported.then((v) => session.settle({ record, values: v }), (error: unknown) => failed(session, error));
+    else void session.settle({ record, values: reported });
+  }
+
+  // The answer is gone; a throwing callback must not leave the hold behind.
+  function failed(session: MeteringSession, error: unknown): void {
+    void session.settle({ record: false }).then(() => {
+      process.emitWarning(`Tollgate meter(): recordWhen or values threw, so the request was not recorded: ${(error as Error)?.message ?? error}`, { code: 'TOLLGATE_RECORD_FAILED' });
+    });
   }
 
   return function tollgateMeter(req, res, next) {
-    decide(req, res, next).catch(next);
+    let pending: unknown;
+    try {
+      pending = decide(req, res, next);
+    } catch (error) {
+      next(error);
+      return;
+    }
+    if (isThenable(pending)) pending.then(undefined, next);
   };
 }

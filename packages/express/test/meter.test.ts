@@ -66,6 +66,34 @@ describe.each([
     await request(server).get('/items').set('x-customer-id', 'globex').expect(200);
   });
 
+  it('on the memory store decides without waiting: the handler runs in the tick the request reached the meter', async () => {
+    tollgate = tollgateWith([{ id: 'rpm', name: 'Requests per minute', meterId: 'requests', limitValue: 100, period: 'minute' }]);
+    await tollgate.ready();
+    await tollgate.limits.check({ customerId: 'acme' }); // the customer's context is cached from here on
+    const app = express();
+    // A middleware in front notes when control came back to it from next(): after the handler ran, or before.
+    app.get('/items', (req, res, next) => {
+      next();
+      res.locals.returned = true;
+    }, meter(tollgate, { customerId: byHeader }), (_req, res) => res.json({ sameTick: res.locals.returned !== true, tokens: typeof _req.tollgate?.add }));
+    server = await listen(app);
+    await request(server).get('/items').set('x-customer-id', 'acme').expect(200, { sameTick: true, tokens: 'function' });
+    await waitForEvents(tollgate, 'acme', 1);
+    // A store that must be waited for still works, a tick later.
+    const flaky = flakyStore();
+    const slow = tollgateWith([{ id: 'rpm', name: 'Requests per minute', meterId: 'requests', limitValue: 100, period: 'minute' }], { store: flaky.store });
+    const app2 = express();
+    app2.get('/items', (req, res, next) => {
+      next();
+      res.locals.returned = true;
+    }, meter(slow, { customerId: byHeader }), (_req, res) => res.json({ sameTick: res.locals.returned !== true }));
+    const server2 = await listen(app2);
+    await request(server2).get('/items').set('x-customer-id', 'acme').expect(200, { sameTick: false });
+    await waitForEvents(slow, 'acme', 1);
+    await close(server2);
+    await slow.close();
+  });
+
   it('keeps per-route limits apart: a used-up chat limit leaves other routes open', async () => {
     tollgate = tollgateWith([{ id: 'chat-per-minute', name: 'Chats per minute', meterId: 'chat-requests', limitValue: 1, period: 'minute' }]);
     const app = express();
