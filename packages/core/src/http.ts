@@ -84,14 +84,31 @@ export function retryAfterSeconds(limits: readonly LimitStatus[], now = Date.now
 
 // ── headers ──────────────────────────────────────────────────────────────────
 
+// The last window the headers were worked out for: the requests of one window repeat it, and
+// parsing its ISO times showed in a metered route's profile.
+let lastStart = '';
+let lastEnd = '';
+let lastEndMs = Number.NaN;
+let lastSeconds = Number.NaN;
+
+function readWindow(start: string, end: string): void {
+  if (end === lastEnd && start === lastStart) return;
+  lastEndMs = Date.parse(end);
+  lastSeconds = Math.round((lastEndMs - Date.parse(start)) / 1000);
+  lastStart = start;
+  lastEnd = end;
+}
+
 function secondsUntilReset(l: LimitStatus, now: number): number | null {
   if (l.windowEnd === null) return null;
-  return Math.max(0, Math.ceil((Date.parse(l.windowEnd) - now) / 1000));
+  readWindow(l.windowStart, l.windowEnd);
+  return Math.max(0, Math.ceil((lastEndMs - now) / 1000));
 }
 
 function windowSeconds(l: LimitStatus): number | null {
   if (l.windowEnd === null) return null;
-  return Math.round((Date.parse(l.windowEnd) - Date.parse(l.windowStart)) / 1000);
+  readWindow(l.windowStart, l.windowEnd);
+  return lastSeconds;
 }
 
 /** A structured-field string (RFC 8941 §3.3.3): printable ASCII with `"` and `\` escaped. */
