@@ -362,7 +362,6 @@ export function meterRequest(tollgate: Tollgate, input: MeteringInput): Promise<
  * needed no waiting (a check on the memory store), else a promise of it.
  */
 export function startMetering(tollgate: Tollgate, input: MeteringInput): MeteringSession | Promise<MeteringSession> {
-  // The engine answers a failed store by its own onStoreError policy; the route's, when set, outranks it below.
   if (input.estimate !== undefined) return reserveFor(tollgate, input);
   const check: CheckInput = { customerId: input.customerId, eventType: input.eventType };
   if (input.dimensions !== undefined) check.dimensions = input.dimensions;
@@ -383,7 +382,10 @@ async function reserveFor(tollgate: Tollgate, input: MeteringInput): Promise<Met
   return session;
 }
 
-/** The session for a decision; the route's store-failure policy outranks the engine's answer for a failed store. */
+/**
+ * The session for a decision. The engine answers a failed store by its own onStoreError policy;
+ * the route's, when set, outranks it.
+ */
 function sessionOf(tollgate: Tollgate, input: MeteringInput, decision: Decision, reservation: Reservation | null): Session {
   if (decision.reason !== 'limits' && input.onStoreError !== undefined) {
     const allowed = input.onStoreError === 'open';
