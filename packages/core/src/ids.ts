@@ -9,8 +9,33 @@ let lastTime = -1;
 let sequence = 0;
 /** Base-36 codes of the last time seen, 9 characters. */
 const time: number[] = new Array(9).fill(0);
-/** Per prefix, the character codes of a whole id, rewritten in place: one flat string per id. */
-const buffers = new Map<string, number[]>();
+
+/**
+ * Per prefix, the bytes of a whole id, rewritten in place and read as one flat string: the prefix
+ * and `_` once, the time when it changes, the sequence and random part on every call.
+ */
+interface IdBuffer {
+  bytes: Buffer;
+  /** Where the time starts (the prefix's length in bytes, plus `_`). */
+  start: number;
+  /** The time its time characters were written for. */
+  time: number;
+  /** latin1 for an ASCII prefix (the fast read), utf8 otherwise. */
+  encoding: 'latin1' | 'utf8';
+}
+const buffers = new Map<string, IdBuffer>();
+
+function bufferFor(prefix: string): IdBuffer {
+  let b = buffers.get(prefix);
+  if (b === undefined) {
+    const head = Buffer.from(`${prefix}_`, 'utf8');
+    const bytes = Buffer.alloc(head.length + 21);
+    head.copy(bytes);
+    b = { bytes, start: head.length, time: -1, encoding: head.length === prefix.length + 1 ? 'latin1' : 'utf8' };
+    if (buffers.size < 16) buffers.set(prefix, b);
+  }
+  return b;
+}
 
 function writeBase36(codes: number[], at: number, width: number, n: number): void {
   for (let i = at + width - 1; i >= at; i--) {
@@ -30,18 +55,22 @@ export function newId(prefix: string, at = Date.now()): string {
     sequence = 0;
     writeBase36(time, 0, 9, at);
   }
-  let codes = buffers.get(prefix);
-  if (codes === undefined) {
-    codes = [...Array.from(prefix, (c) => c.charCodeAt(0)), 95, ...new Array(21).fill(0)];
-    if (buffers.size < 16) buffers.set(prefix, codes);
+  const b = bufferFor(prefix);
+  const bytes = b.bytes;
+  const p = b.start;
+  if (b.time !== at) {
+    b.time = at;
+    for (let i = 0; i < 9; i++) bytes[p + i] = time[i];
   }
-  const p = prefix.length + 1;
-  for (let i = 0; i < 9; i++) codes[p + i] = time[i];
-  writeBase36(codes, p + 9, 4, sequence++ % SEQUENCES);
+  let n = sequence++ % SEQUENCES;
+  for (let i = p + 12; i >= p + 9; i--) {
+    bytes[i] = DIGITS[n % 36];
+    n = (n / 36) | 0;
+  }
   if (offset + 8 > pool.length) {
     pool = randomBytes(4096);
     offset = 0;
   }
-  for (let i = p + 13; i < p + 21; i++) codes[i] = DIGITS[pool[offset++] % 36];
-  return String.fromCharCode.apply(null, codes);
+  for (let i = p + 13; i < p + 21; i++) bytes[i] = DIGITS[pool[offset++] % 36];
+  return bytes.toString(b.encoding, 0, p + 21);
 }

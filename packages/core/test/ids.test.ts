@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { newId } from '@tollgate/core';
+
+describe('newId', () => {
+  it('is the prefix, the time in base 36, then 12 characters that keep one millisecond in creation order', () => {
+    const at = Date.parse('2026-11-26T12:00:00.123Z');
+    const ids = Array.from({ length: 2000 }, () => newId('evt', at));
+    for (const id of ids) expect(id).toMatch(new RegExp(`^evt_${at.toString(36).padStart(9, '0')}[0-9a-z]{12}$`));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+    // A later millisecond sorts after, and prefixes keep their own ids.
+    expect(newId('evt', at + 1) > ids[ids.length - 1]).toBe(true);
+    expect(newId('rsv', at)).toMatch(/^rsv_/);
+  });
+
+  it('keeps a prefix outside ASCII intact', () => {
+    const id = newId('événement', 5);
+    expect(id).toMatch(/^événement_000000005[0-9a-z]{12}$/);
+    expect(newId('événement', 5)).not.toBe(id);
+  });
+});
