@@ -136,6 +136,18 @@ function decideCheck(slots: CounterSlot[], out: unknown[]): CounterResult {
   return { allowed, slots: results };
 }
 
+/** Queued checks by customer: on a Redis Cluster only one customer's keys share a slot. */
+function groupByCustomer(checks: PendingCheck[]): Iterable<PendingCheck[]> {
+  const groups = new Map<string, PendingCheck[]>();
+  for (const c of checks) {
+    const id = c.slots[0].customerId;
+    const group = groups.get(id);
+    if (group === undefined) groups.set(id, [c]);
+    else group.push(c);
+  }
+  return groups.values();
+}
+
 /**
  * Counters on Redis for many app instances, beside a ledger store:
  * `createTollgate({ store: postgresStore(...), counters: redisCounters({ url }) })`.
@@ -256,21 +268,14 @@ class RedisCounters implements CounterStore {
   private readonly flushChecks = (): void => {
     const queued = this.checks;
     this.checks = [];
-    if (!(this.client as { isCluster?: boolean } | null)?.isCluster) {
-      for (let i = 0; i < queued.length; i += MAX_CHECKS_PER_RUN) this.runChecks(queued.slice(i, i + MAX_CHECKS_PER_RUN));
-      return;
-    }
-    const byCustomer = new Map<string, PendingCheck[]>();
-    for (const c of queued) {
-      const id = c.slots[0].customerId;
-      const group = byCustomer.get(id);
-      if (group === undefined) byCustomer.set(id, [c]);
-      else group.push(c);
-    }
-    for (const group of byCustomer.values()) {
+    for (const group of this.isCluster() ? groupByCustomer(queued) : [queued]) {
       for (let i = 0; i < group.length; i += MAX_CHECKS_PER_RUN) this.runChecks(group.slice(i, i + MAX_CHECKS_PER_RUN));
     }
   };
+
+  private isCluster(): boolean {
+    return (this.client as { isCluster?: boolean } | null)?.isCluster === true;
+  }
 
   /** One run of the check script for `checks`; each gets its own answer or the run's error. */
   private runChecks(checks: PendingCheck[]): void {

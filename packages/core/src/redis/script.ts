@@ -184,6 +184,19 @@ end
 
 -- Helpers (and now), made on first use: a reservation or record that reads no slot whole makes none.
 local now, load, valueOf, usedWith
+
+-- PEXPIRE leaves a missing key alone; only a unique slot has a distinct-values set.
+local function expire(e, distinct, sk, dk, ek)
+  if e == NULL then
+    redis.call('PERSIST', sk)
+    return
+  end
+  local ttl = math.max(e - now, 0) + GRACE
+  redis.call('PEXPIRE', sk, ttl)
+  if distinct then redis.call('PEXPIRE', dk, ttl) end
+  redis.call('PEXPIRE', ek, ttl)
+end
+
 local function helpers()
   now = tonumber(ARGV[2])
 
@@ -553,18 +566,13 @@ if op == 'record' then
         call('HSET', sk, unpack(write, 1, w))
       end
       if counted then
-        if e == NULL then
-          call('PERSIST', sk)
+        if e == NULL or refresh then
+          expire(e, distinct, sk, dk, ek)
         else
+          -- Only keys this count created need their expiry.
           local ttl = math.max(e - now, 0) + GRACE
-          if refresh then
-            call('PEXPIRE', sk, ttl)
-            if distinct then call('PEXPIRE', dk, ttl) end
-            call('PEXPIRE', ek, ttl)
-          else
-            if isNew then call('PEXPIRE', dk, ttl) end
-            if created then call('PEXPIRE', ek, ttl) end
-          end
+          if isNew then call('PEXPIRE', dk, ttl) end
+          if created then call('PEXPIRE', ek, ttl) end
         end
       end
       p = p + 5 + nt
@@ -582,18 +590,6 @@ local function fields(st)
   if st.mn then a[9] = 'mn'; a[10] = fmt(st.mn); a[11] = 'mx'; a[12] = fmt(st.mx) end
   if st.l then a[#a + 1] = 'l'; a[#a + 1] = fmt(st.l); a[#a + 1] = 'la'; a[#a + 1] = fmt(st.la) end
   return a
-end
-
--- PEXPIRE leaves a missing key alone; only a unique slot has a distinct-values set.
-local function expire(e, distinct, sk, dk, ek)
-  if e == NULL then
-    redis.call('PERSIST', sk)
-    return
-  end
-  local ttl = math.max(e - now, 0) + GRACE
-  redis.call('PEXPIRE', sk, ttl)
-  if distinct then redis.call('PEXPIRE', dk, ttl) end
-  redis.call('PEXPIRE', ek, ttl)
 end
 
 -- Positions in t of the thresholds (percent) that used has reached.
