@@ -332,8 +332,7 @@ class Session implements MeteringSession {
     if (recordedValues !== undefined) event.values = recordedValues;
     const dimensions = this.extraDimensions === null ? this.input.dimensions : { ...this.input.dimensions, ...this.extraDimensions };
     if (dimensions !== undefined) event.dimensions = dimensions;
-    const immediate = immediateOf(this.tollgate);
-    const recorded = immediate ? immediate.record(event) : this.tollgate.events.record(event);
+    const recorded = immediateOf(this.tollgate).record(event);
     return recorded instanceof Promise ? recorded : undefined;
   }
 }
@@ -365,8 +364,7 @@ export function startMetering(tollgate: Tollgate, input: MeteringInput): Meterin
   if (input.estimate !== undefined) return reserveFor(tollgate, input);
   const check: CheckInput = { customerId: input.customerId, eventType: input.eventType };
   if (input.dimensions !== undefined) check.dimensions = input.dimensions;
-  const immediate = immediateOf(tollgate);
-  const decision = immediate ? immediate.check(check) : tollgate.limits.check(check);
+  const decision = immediateOf(tollgate).check(check);
   if (decision instanceof Promise) return decision.then((d) => sessionOf(tollgate, input, d, null));
   return sessionOf(tollgate, input, decision, null);
 }

@@ -1,4 +1,5 @@
 import type { CheckInput, RecordEventInput } from './schemas.js';
+import type { Tollgate } from './tollgate.js';
 import type { CheckResult, RecordResult } from './types.js';
 
 /**
@@ -15,8 +16,9 @@ export interface Immediate {
 
 export const IMMEDIATE = Symbol('tollgate.immediate');
 
-export function immediateOf(tollgate: object): Immediate | undefined {
-  return (tollgate as { [IMMEDIATE]?: Immediate })[IMMEDIATE];
+/** The engine's immediate check and record, or for any other Tollgate its public (promised) ones. */
+export function immediateOf(tollgate: Tollgate): Immediate {
+  return (tollgate as { [IMMEDIATE]?: Immediate })[IMMEDIATE] ?? { check: (input) => tollgate.limits.check(input), record: (input) => tollgate.events.record(input) };
 }
 
 /** A promise of what `fn` returns or throws: the public API is asynchronous even when the work is not. */

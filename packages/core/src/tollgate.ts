@@ -1028,8 +1028,7 @@ class Engine {
           );
           settled = true;
           const pending = this.itemFor(event, { id, slots });
-          const records = this.recordItems([pending instanceof Promise ? await pending : pending]);
-          return (records instanceof Promise ? await records : records)[0];
+          return this.recordOne(pending instanceof Promise ? await pending : pending);
         },
         release: async () => {
           if (settled || slots.length === 0 || !result.allowed) return;
