@@ -27,7 +27,12 @@ interface Hold {
 /** Up to this many open holds a slot keeps them in an array (cheap to add and drop); beyond, in a Map. */
 const FEW_HOLDS = 16;
 
-/** One slot's state. A class, so every slot has one hidden shape and the hot path stays monomorphic. */
+/**
+ * One slot: its running aggregate (the slot is its own {@link SlotState}, one object fewer to
+ * reach) and its open holds. A class, so every slot has one hidden shape and the hot path stays
+ * monomorphic.
+ */
+interface MemorySlot extends SlotState {}
 class MemorySlot {
   /** Open holds in the order placed: an array while there are few, a Map by id once there are many. */
   holds: Hold[] | Map<string, Hold> | null = null;
@@ -39,11 +44,19 @@ class MemorySlot {
   /** Event ids counted here when events come from another ledger (retry safety). */
   applied: Set<string> | null = null;
   constructor(
-    public state: SlotState,
+    state: SlotState,
     public distinctValues: Set<string> | null,
     public windowStart: number,
     public windowEnd: number | null,
-  ) {}
+  ) {
+    this.count = state.count;
+    this.sum = state.sum;
+    this.min = state.min;
+    this.max = state.max;
+    this.latest = state.latest;
+    this.latestAt = state.latestAt;
+    this.distinct = state.distinct;
+  }
 
   get holdCount(): number {
     const h = this.holds;
@@ -95,13 +108,21 @@ class MemorySlot {
 }
 
 /**
- * One customer's slots, grouped by customer so a decision touches one small map: the latest
- * window of each limit, and the earlier windows backdated events or old holds still use.
+ * Everything the store keeps for one customer, behind one lookup: a decision or a record touches
+ * one small record instead of several maps keyed by customer (on a busy process, each of those
+ * lookups is a cache miss).
  */
-class CustomerSlots {
+class CustomerData {
+  /** The latest window of each limit, by limit key. */
   readonly latest = new Map<string, MemorySlot>();
-  /** Keyed by `${limitKey}|${windowStart}`. */
+  /** Earlier windows that backdated events or old holds still use, keyed by `${limitKey}|${windowStart}`. */
   readonly earlier = new Map<string, MemorySlot>();
+  /** The customer's events, ascending by (timestamp, id). */
+  readonly events: StoredEvent[] = [];
+  /** Event id by idempotency key. */
+  byKey: Map<string, string> | null = null;
+  /** Reservation commits whose key (the reservation id) is not in `byKey` yet. */
+  unindexed: StoredEvent[] | null = null;
 }
 
 const SWEEP_EVERY = 8192;
@@ -179,10 +200,7 @@ class MemoryStore implements Store {
   private readonly limits = new Map<string, Limit>();
   /** Every event, ascending by (timestamp, id). */
   private readonly events: StoredEvent[] = [];
-  private readonly eventsByCustomer = new Map<string, StoredEvent[]>();
-  /** Per customer: event id by idempotency key, and the reservation commits not indexed yet. */
-  private readonly idempotency = new Map<string, { byKey: Map<string, string>; unindexed: StoredEvent[] }>();
-  private readonly slots = new Map<string, CustomerSlots>();
+  private readonly byCustomer = new Map<string, CustomerData>();
   private operations = 0;
 
   // ── definitions ────────────────────────────────────────────────────────────
@@ -239,31 +257,29 @@ class MemoryStore implements Store {
    * which spares the common reserve/commit path a hash-map insert.
    */
   private insertEvent(event: StoredEvent, commitsOpenHold = false): { id: string; recorded: boolean } {
+    const own = this.dataOf(event.customerId);
     const key = event.idempotencyKey;
     if (key !== undefined) {
-      let keys = this.idempotency.get(event.customerId);
-      if (keys === undefined) this.idempotency.set(event.customerId, (keys = { byKey: new Map(), unindexed: [] }));
-      let first = keys.byKey.size === 0 ? undefined : keys.byKey.get(key);
-      if (first === undefined && !commitsOpenHold && keys.unindexed.length > 0) {
-        for (const e of keys.unindexed) if (!keys.byKey.has(e.idempotencyKey!)) keys.byKey.set(e.idempotencyKey!, e.id);
-        keys.unindexed.length = 0;
-        first = keys.byKey.get(key);
+      let first = own.byKey === null ? undefined : own.byKey.get(key);
+      if (first === undefined && !commitsOpenHold && own.unindexed !== null && own.unindexed.length > 0) {
+        const byKey = (own.byKey ??= new Map());
+        for (const e of own.unindexed) if (!byKey.has(e.idempotencyKey!)) byKey.set(e.idempotencyKey!, e.id);
+        own.unindexed.length = 0;
+        first = byKey.get(key);
       }
       if (first !== undefined) return { id: first, recorded: false };
-      if (commitsOpenHold) keys.unindexed.push(event);
-      else keys.byKey.set(key, event.id);
+      if (commitsOpenHold) (own.unindexed ??= []).push(event);
+      else (own.byKey ??= new Map()).set(key, event.id);
     }
-    let own = this.eventsByCustomer.get(event.customerId);
-    if (!own) this.eventsByCustomer.set(event.customerId, (own = []));
     // Every event of a customer shares one id string: a kept event is one object fewer.
-    else event.customerId = own[0].customerId;
+    if (own.events.length > 0) event.customerId = own.events[0].customerId;
     insertSorted(this.events, event);
-    insertSorted(own, event);
+    insertSorted(own.events, event);
     return { id: event.id, recorded: true };
   }
 
   private *scan(query: { customerId?: string; startDate?: number; endDate?: number | null }): Generator<StoredEvent> {
-    const events = query.customerId === undefined ? this.events : this.eventsByCustomer.get(query.customerId);
+    const events = query.customerId === undefined ? this.events : this.byCustomer.get(query.customerId)?.events;
     if (!events) return;
     const from = query.startDate === undefined ? 0 : lowerBound(events, query.startDate);
     const to = query.endDate === undefined || query.endDate === null ? events.length : lowerBound(events, query.endDate);
@@ -271,7 +287,7 @@ class MemoryStore implements Store {
   }
 
   async listEvents(query: EventQuery, limit: number, cursor?: EventCursor) {
-    const events = query.customerId === undefined ? this.events : this.eventsByCustomer.get(query.customerId) ?? [];
+    const events = query.customerId === undefined ? this.events : this.byCustomer.get(query.customerId)?.events ?? [];
     let i = events.length - 1;
     if (query.endDate !== undefined) i = Math.min(i, lowerBound(events, query.endDate) - 1);
     if (cursor) i = Math.min(i, lowerBound(events, cursor.timestamp, cursor.id) - 1);
@@ -349,7 +365,7 @@ class MemoryStore implements Store {
       s = new MemorySlot(built.state, built.distinctValues, slot.windowStart, slot.windowEnd);
       // A rebuilt past window already had its chance to alert.
       if (slot.windowEnd !== null && slot.windowEnd <= now) {
-        s.fired = new Set(reachedThresholds(slot, usedWith(slot.aggregation, s.state, [])));
+        s.fired = new Set(reachedThresholds(slot, usedWith(slot.aggregation, s, [])));
       }
       this.putSlot(slot, s);
     } else {
@@ -358,8 +374,14 @@ class MemoryStore implements Store {
     return s;
   }
 
+  private dataOf(customerId: string): CustomerData {
+    let own = this.byCustomer.get(customerId);
+    if (own === undefined) this.byCustomer.set(customerId, (own = new CustomerData()));
+    return own;
+  }
+
   private findSlot(slot: CounterSlot): MemorySlot | undefined {
-    const own = this.slots.get(slot.customerId);
+    const own = this.byCustomer.get(slot.customerId);
     if (own === undefined) return undefined;
     const s = own.latest.get(slot.limitKey);
     if (s !== undefined && s.windowStart === slot.windowStart) return s;
@@ -367,8 +389,7 @@ class MemoryStore implements Store {
   }
 
   private putSlot(slot: CounterSlot, s: MemorySlot): void {
-    let own = this.slots.get(slot.customerId);
-    if (own === undefined) this.slots.set(slot.customerId, (own = new CustomerSlots()));
+    const own = this.dataOf(slot.customerId);
     const latest = own.latest.get(slot.limitKey);
     if (latest === undefined || s.windowStart > latest.windowStart) {
       own.latest.set(slot.limitKey, s);
@@ -379,13 +400,13 @@ class MemoryStore implements Store {
   }
 
   private usedOf(slot: CounterSlot, s: MemorySlot): number {
-    const value = valueOf(slot.aggregation, s.state);
+    const value = valueOf(slot.aggregation, s);
     if (s.holds === null) return value;
     switch (slot.aggregation) {
       case 'sum': case 'count': case 'unique':
         return value + s.held;
       case 'max': case 'latest':
-        return usedWith(slot.aggregation, s.state, Array.from(s.holds.values(), (h) => h.amount));
+        return usedWith(slot.aggregation, s, Array.from(s.holds.values(), (h) => h.amount));
       default:
         return value;
     }
@@ -414,7 +435,7 @@ class MemoryStore implements Store {
           const s = this.slotFor(slot, op.now);
           if (states !== null) states[i] = s;
           const used = this.usedOf(slot, s);
-          const ok = slotAllows(slot, s.state, used, this.isNewDistinct(slot, s));
+          const ok = slotAllows(slot, s, used, this.isNewDistinct(slot, s));
           if (!ok) allowed = false;
           results[i] = { used, allowed: ok };
         }
@@ -442,7 +463,7 @@ class MemoryStore implements Store {
           const n = item.slots.length;
           const states: MemorySlot[] = new Array(n);
           for (let i = 0; i < n; i++) states[i] = this.slotFor(item.slots[i], op.now);
-          const holdWasOpen = item.holdId !== undefined && this.dropHold(item.holdId, item.holdSlots ?? []);
+          const holdWasOpen = item.holdId !== undefined && this.dropHold(item.holdId, item.holdSlots ?? [], item.slots, states);
           const record = op.persist ? this.insertEvent(item.event, holdWasOpen && item.event.idempotencyKey === item.holdId) : { id: item.event.id, recorded: true };
           records[j] = record;
           for (let i = 0; i < n; i++) {
@@ -457,7 +478,7 @@ class MemoryStore implements Store {
             if (counts) {
               const isNew = this.isNewDistinct(slot, s);
               if (isNew) s.distinctValues!.add(slot.contribution as string);
-              addToState(s.state, slot.contribution!, item.event.timestamp, isNew);
+              addToState(s, slot.contribution!, item.event.timestamp, isNew);
             }
             const used = this.usedOf(slot, s);
             const at = slotIndex++;
@@ -479,27 +500,38 @@ class MemoryStore implements Store {
       case 'seed':
         for (const { slot, state, distinctValues } of op.seeds) {
           if (this.findSlot(slot) !== undefined) continue;
-          this.putSlot(slot, new MemorySlot({ ...state }, slot.aggregation === 'unique' ? new Set(distinctValues) : null, slot.windowStart, slot.windowEnd));
+          this.putSlot(slot, new MemorySlot(state, slot.aggregation === 'unique' ? new Set(distinctValues) : null, slot.windowStart, slot.windowEnd));
         }
         return { allowed: true, slots: [] };
     }
   }
 
-  /** Drops a reservation's holds; true if one was still open. */
-  private dropHold(holdId: string, slots: CounterSlot[]): boolean {
+  /**
+   * Drops a reservation's holds; true if one was still open. A commit passes the slots it records
+   * in and their states: a hold slot at the same position with the same limit, customer and window
+   * (the usual case) is that state, found without another lookup.
+   */
+  private dropHold(holdId: string, slots: CounterSlot[], near?: CounterSlot[], states?: MemorySlot[]): boolean {
     let dropped = false;
-    for (const slot of slots) if (this.findSlot(slot)?.dropHold(holdId)) dropped = true;
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i];
+      const same = near !== undefined && i < near.length && near[i].limitKey === slot.limitKey && near[i].windowStart === slot.windowStart && near[i].customerId === slot.customerId;
+      if ((same ? states![i] : this.findSlot(slot))?.dropHold(holdId)) dropped = true;
+    }
     return dropped;
   }
 
   /** Forgets the state of ended windows; it is rebuilt from the ledger if an event lands there later. */
   private sweep(now: number): void {
-    const ended = (s: MemorySlot) => s.windowEnd !== null && s.windowEnd <= now && s.holdCount === 0;
-    for (const [customerId, own] of this.slots) {
-      for (const [key, s] of own.latest) if (ended(s)) own.latest.delete(key);
-      for (const [key, s] of own.earlier) if (ended(s)) own.earlier.delete(key);
-      if (own.latest.size === 0 && own.earlier.size === 0) this.slots.delete(customerId);
-    }
+    // forEach rather than for-of: no [key, value] array per entry, and this visits every slot.
+    const dropEnded = (s: MemorySlot, key: string, slots: Map<string, MemorySlot>) => {
+      if (s.windowEnd !== null && s.windowEnd <= now && s.holdCount === 0) slots.delete(key);
+    };
+    this.byCustomer.forEach((own, customerId) => {
+      own.latest.forEach(dropEnded);
+      if (own.earlier.size > 0) own.earlier.forEach(dropEnded);
+      if (own.latest.size === 0 && own.earlier.size === 0 && own.events.length === 0) this.byCustomer.delete(customerId);
+    });
   }
 
   async close() {}

@@ -46,7 +46,10 @@ interface StoreBase {
   close?(): Promise<void>;
 }
 
-/** An event as stores keep it: the timestamp is Unix milliseconds. */
+/**
+ * An event as stores keep it: the timestamp is Unix milliseconds. The engine passes events with
+ * every key present, `properties` and `idempotencyKey` undefined when the event has none.
+ */
 export interface StoredEvent {
   id: string;
   customerId: string;

@@ -725,17 +725,18 @@ class Engine {
 
   private toStored(input: ParsedEvent, at: number): StoredEvent {
     const timestamp = input.timestamp ?? at;
-    const event: StoredEvent = {
+    // Every key in the literal, the optional ones undefined when absent: every kept event has one
+    // shape and no separate property store (an event kept by the memory store is ~50 bytes smaller).
+    return {
       id: newId('evt', timestamp),
       customerId: input.customerId,
       eventType: input.eventType,
       values: input.values ?? (NONE as Values),
       dimensions: input.dimensions ?? (NONE as Dimensions),
+      properties: input.properties,
       timestamp,
+      idempotencyKey: input.idempotencyKey,
     };
-    if (input.properties !== undefined) event.properties = input.properties;
-    if (input.idempotencyKey !== undefined) event.idempotencyKey = input.idempotencyKey;
-    return event;
   }
 
   // ── check and record, without a promise when nothing has to wait ─────────
