@@ -212,9 +212,23 @@ interface CachedWindow extends Window {
   reset: number | null;
 }
 
-/** A customer's window context plus its current window per period (valid while `at` is inside). */
+/** The current window of each period (valid while `at` is inside), by period. */
+type WindowCache = Map<string, CachedWindow>;
+
+/**
+ * A customer's window context, as the engine caches it. Only month and annual windows depend on
+ * the customer's own billing anchor; day and week windows are shared by every customer in one
+ * timezone, the UTC periods by everyone, so a decision reads mostly windows that are in cache.
+ */
 interface CustomerContext extends WindowContext {
-  windows: Map<string, CachedWindow>;
+  /** The customer's own month and annual windows. */
+  windows: WindowCache;
+  /** Day and week windows of the customer's timezone, shared with every customer in it. */
+  zoneWindows: WindowCache;
+  /** When this context was loaded (the cache entry's age). */
+  at: number;
+  /** Whether the customer exists in the ledger (unknown customers are cached too). */
+  known: boolean;
 }
 
 type Decided = CounterResult & { reason: DecisionReason };
@@ -345,7 +359,11 @@ class Engine {
   private readonly declaredMeters: CreateMeterInput[];
   private readonly declaredLimits: CreateLimitInput[];
   private defs: Definitions | null = null;
-  private readonly customers = new Map<string, { context: CustomerContext; at: number; known: boolean }>();
+  private readonly customers = new Map<string, CustomerContext>();
+  /** Windows of the UTC periods (minute, hour, durations, all_time), the same for every customer. */
+  private readonly utcWindows: WindowCache = new Map();
+  /** Day and week windows, by timezone. */
+  private readonly zoneWindows = new Map<string, WindowCache>();
   private initialized = false;
   private anonymous: CustomerContext | null = null;
   private readonly initializing: Promise<void>;
@@ -459,7 +477,7 @@ class Engine {
    */
   private customerContext(customerId: string, create: boolean, at: number): CustomerContext | Promise<CustomerContext> {
     const cached = this.customers.get(customerId);
-    if (cached && at - cached.at < this.cacheTtlMs && (cached.known || !create)) return cached.context;
+    if (cached && at - cached.at < this.cacheTtlMs && (cached.known || !create)) return cached;
     return this.loadCustomer(customerId, create, at);
   }
 
@@ -469,21 +487,28 @@ class Engine {
       const stamp = iso(at);
       customer = (await this.ledger.createCustomer({ id: customerId, billingCycleStart: stamp, metadata: {}, createdAt: stamp, updatedAt: stamp })).customer;
     }
-    const context: CustomerContext = customer
-      ? { timezone: customer.timezone ?? this.timezone, billingCycleStart: Date.parse(customer.billingCycleStart), windows: new Map() }
-      : { timezone: this.timezone, billingCycleStart: at, windows: new Map() };
+    const timezone = customer?.timezone ?? this.timezone;
+    const context = this.contextFor(timezone, customer ? Date.parse(customer.billingCycleStart) : at, at, customer !== null);
     if (this.customers.size >= CUSTOMER_CACHE_MAX) this.customers.clear();
-    this.customers.set(customerId, { context, at, known: customer !== null });
+    this.customers.set(customerId, context);
     return context;
   }
 
+  private contextFor(timezone: string, billingCycleStart: number, at: number, known: boolean): CustomerContext {
+    let zoneWindows = this.zoneWindows.get(timezone);
+    if (zoneWindows === undefined) this.zoneWindows.set(timezone, (zoneWindows = new Map()));
+    return { timezone, billingCycleStart, windows: new Map(), zoneWindows, at, known };
+  }
+
   private windowOf(limit: Limit, at: number, context: CustomerContext): CachedWindow {
-    const cached = context.windows.get(limit.period);
+    const period = limit.period;
+    const windows = period === 'month' || period === 'annual' ? context.windows : period === 'day' || period === 'week' ? context.zoneWindows : this.utcWindows;
+    const cached = windows.get(period);
     if (cached && at >= cached.start && (cached.end === null || at < cached.end)) return cached;
     const w = windowFor(limit.period, at, context);
     const entry: CachedWindow = { start: w.start, end: w.end, startIso: iso(w.start), endIso: w.end === null ? null : iso(w.end), reset: w.end === null ? null : Math.ceil(w.end / 1000) };
     // Only the current window is worth keeping; backdated events compute theirs.
-    if (!cached || w.start > cached.start) context.windows.set(limit.period, entry);
+    if (!cached || w.start > cached.start) windows.set(period, entry);
     return entry;
   }
 
@@ -1052,7 +1077,7 @@ class Engine {
   private defaultContext(at: number): CustomerContext {
     const d = this.anonymous;
     if (d && at - d.billingCycleStart < 86_400_000) return d;
-    return (this.anonymous = { timezone: this.timezone, billingCycleStart: at, windows: new Map() });
+    return (this.anonymous = this.contextFor(this.timezone, at, at, false));
   }
 
   private async ledgerCall<T>(what: string, call: () => Promise<T>): Promise<T> {
