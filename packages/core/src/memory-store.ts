@@ -113,6 +113,8 @@ class MemorySlot {
  * lookups is a cache miss).
  */
 class CustomerData {
+  /** The customer's id: every kept event of the customer shares this one string (one object fewer per event). */
+  constructor(readonly customerId: string) {}
   /** The latest window of each limit, by limit key. */
   readonly latest = new Map<string, MemorySlot>();
   /** Earlier windows that backdated events or old holds still use, keyed by `${limitKey}|${windowStart}`. */
@@ -271,8 +273,7 @@ class MemoryStore implements Store {
       if (commitsOpenHold) (own.unindexed ??= []).push(event);
       else (own.byKey ??= new Map()).set(key, event.id);
     }
-    // Every event of a customer shares one id string: a kept event is one object fewer.
-    if (own.events.length > 0) event.customerId = own.events[0].customerId;
+    event.customerId = own.customerId;
     insertSorted(this.events, event);
     insertSorted(own.events, event);
     return { id: event.id, recorded: true };
@@ -376,7 +377,7 @@ class MemoryStore implements Store {
 
   private dataOf(customerId: string): CustomerData {
     let own = this.byCustomer.get(customerId);
-    if (own === undefined) this.byCustomer.set(customerId, (own = new CustomerData()));
+    if (own === undefined) this.byCustomer.set(customerId, (own = new CustomerData(customerId)));
     return own;
   }
 
