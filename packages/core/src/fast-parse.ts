@@ -28,10 +28,19 @@ const MAX_TTL_MS = 7 * 24 * 3600 * 1000;
 /** Thrown internally to leave the fast path; never escapes this module. */
 const DEFER = Symbol('defer');
 
-function plainObject(o: unknown): o is Record<string, unknown> {
+/** An object literal or `Object.create(null)`: nothing a getter, a class or a proxy could change. */
+function plainShape(o: unknown): o is Record<string, unknown> {
   if (o === null || typeof o !== 'object') return false;
   const proto = Object.getPrototypeOf(o);
-  return (proto === Object.prototype || proto === null) && Object.getOwnPropertySymbols(o).length === 0;
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * A plain object without symbol keys, for records: zod reads a record's keys with
+ * `Reflect.ownKeys` and rejects a symbol key, so such a record goes to zod.
+ */
+function plainObject(o: unknown): o is Record<string, unknown> {
+  return plainShape(o) && Object.getOwnPropertySymbols(o).length === 0;
 }
 
 function id(v: unknown, max = 256): string {
@@ -85,10 +94,14 @@ function date(v: unknown): number {
   return ms;
 }
 
-/** Runs `fast` on a plain object input; falls back to zod for anything it does not vouch for. */
+/**
+ * Runs `fast` on a plain object input; falls back to zod for anything it does not vouch for. An
+ * input's symbol keys are ignored by both (zod's objects look only at string keys), so the input
+ * itself is spared the symbol check (an array allocated per call).
+ */
 function parser<S extends z.ZodType>(schema: S, what: string, fast: (input: Record<string, unknown>) => z.output<S>): (input: unknown) => z.output<S> {
   return (input) => {
-    if (plainObject(input)) {
+    if (plainShape(input)) {
       try {
         return fast(input);
       } catch (e) {

@@ -204,6 +204,8 @@ class MemoryStore implements Store {
   private readonly events: StoredEvent[] = [];
   private readonly byCustomer = new Map<string, CustomerData>();
   private operations = 0;
+  /** The earliest end among the windows of the slots kept: until then, a sweep would find nothing. */
+  private nextWindowEnd = Infinity;
 
   // ── definitions ────────────────────────────────────────────────────────────
 
@@ -390,6 +392,7 @@ class MemoryStore implements Store {
   }
 
   private putSlot(slot: CounterSlot, s: MemorySlot): void {
+    if (s.windowEnd !== null && s.windowEnd < this.nextWindowEnd) this.nextWindowEnd = s.windowEnd;
     const own = this.dataOf(slot.customerId);
     const latest = own.latest.get(slot.limitKey);
     if (latest === undefined || s.windowStart > latest.windowStart) {
@@ -422,7 +425,7 @@ class MemoryStore implements Store {
   }
 
   applyNow(op: CounterOperation): CounterResult {
-    if (++this.operations % SWEEP_EVERY === 0) this.sweep(op.now);
+    if (++this.operations % SWEEP_EVERY === 0 && op.now >= this.nextWindowEnd) this.sweep(op.now);
     switch (op.type) {
       case 'check':
       case 'reserve': {
@@ -522,17 +525,25 @@ class MemoryStore implements Store {
     return dropped;
   }
 
-  /** Forgets the state of ended windows; it is rebuilt from the ledger if an event lands there later. */
+  /**
+   * Forgets the state of ended windows without open holds; it is rebuilt from the ledger if an
+   * event lands there later. Runs every {@link SWEEP_EVERY} operations once a kept window has ended.
+   */
   private sweep(now: number): void {
+    let next = Infinity;
     // forEach rather than for-of: no [key, value] array per entry, and this visits every slot.
     const dropEnded = (s: MemorySlot, key: string, slots: Map<string, MemorySlot>) => {
-      if (s.windowEnd !== null && s.windowEnd <= now && s.holdCount === 0) slots.delete(key);
+      if (s.windowEnd === null) return;
+      if (s.windowEnd <= now) s.dropExpired(now);
+      if (s.windowEnd <= now && s.holdCount === 0) slots.delete(key);
+      else if (s.windowEnd < next) next = s.windowEnd;
     };
     this.byCustomer.forEach((own, customerId) => {
       own.latest.forEach(dropEnded);
       if (own.earlier.size > 0) own.earlier.forEach(dropEnded);
       if (own.latest.size === 0 && own.earlier.size === 0 && own.events.length === 0) this.byCustomer.delete(customerId);
     });
+    this.nextWindowEnd = next;
   }
 
   async close() {}

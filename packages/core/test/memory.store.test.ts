@@ -35,4 +35,30 @@ describe('memoryStore', () => {
     const check = await tollgate.limits.check({ customerId: 'c' });
     expect(check.limits[0].used).toBe(0);
   });
+
+  // A slot that was swept is rebuilt from the ledger; one that was kept is not. An event written
+  // to the ledger alone (bypassing the counters) tells the two apart: the kept slot misses it, so
+  // a later backdated event crosses the 50% threshold there and alerts; the rebuilt slot counts
+  // it and knows the threshold was already reached in that window.
+  async function sweepCase(withLapsedHold: boolean) {
+    let clock = T0;
+    const alerts: number[] = [];
+    const store = memoryStore();
+    const tollgate = createTollgate({ store, meters, limits, now: () => clock, onAlert: (a) => { alerts.push(a.threshold); } });
+    await tollgate.events.record({ customerId: 'c', eventType: 'llm', values: { tokens: 40 } });
+    if (withLapsedHold) expect((await tollgate.reserve({ customerId: 'c', eventType: 'llm', estimate: { tokens: 5 }, ttlMs: 1000 })).allowed).toBe(true);
+    await store.insertEvents([{ id: 'evt_ledger_only', customerId: 'c', eventType: 'llm', values: { tokens: 20 }, dimensions: {}, timestamp: T0 + 1000 }]);
+    clock += 120_000;
+    for (let i = 0; i < 8192; i++) await tollgate.limits.check({ customerId: `other-${i % 7}` });
+    await tollgate.events.record({ customerId: 'c', eventType: 'llm', values: { tokens: 15 }, timestamp: new Date(T0 + 2000) });
+    return alerts;
+  }
+
+  test('the sweep drops the slots of ended windows: a later event finds the window rebuilt from the ledger', async () => {
+    expect(await sweepCase(false)).toEqual([]);
+  });
+
+  test('the sweep drops an ended window whose only hold has lapsed', async () => {
+    expect(await sweepCase(true)).toEqual([]);
+  });
 });
