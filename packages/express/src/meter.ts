@@ -98,26 +98,16 @@ export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler
     if (res.closed || res.destroyed) return session.settle({ record: false });
     req.tollgate = session;
     if (sendsHeaders) setHeaders(res, rateLimitHeaders(decision.limits, headerOptions));
-    watch(res, session);
+    watch(req, res, session);
     next();
   }
 
-  // Where this middleware keeps a request's session on its response: a key of its own, so two
-  // meters on one route keep two sessions.
-  const SESSION = Symbol('tollgate.session');
-  type MeteredResponse = Response & { [SESSION]?: MeteringSession };
-
-  // 'close' comes after 'finish' on every response, and alone when the client left first. One
-  // listener function serves every request (the session rides on the response), and a response
-  // closes once, so it is added with on() rather than once(): no closure or wrapper per request.
-  function onClose(this: Response): void {
-    const session = (this as MeteredResponse)[SESSION];
-    if (session) settle(this.req, this, session);
-  }
-
-  function watch(res: Response, session: MeteringSession): void {
-    (res as MeteredResponse)[SESSION] = session;
-    res.on('close', onClose);
+  // 'close' comes after 'finish' on every response, and alone when the client left first; a
+  // response closes once. The listener is a closure over the session: keeping the session on the
+  // response instead (one shared listener) adds a property to every response, which measured
+  // about three times the cost of the closure.
+  function watch(req: Request, res: Response, session: MeteringSession): void {
+    res.on('close', () => settle(req, res, session));
   }
 
   function settle(req: Request, res: Response, session: MeteringSession): void {
