@@ -247,17 +247,18 @@ interface Prepared {
  */
 class LimitSlot implements CounterSlot {
   constructor(
-    readonly limit: Limit,
-    readonly meter: Meter,
+    readonly entry: LimitEntry,
     readonly window: CachedWindow,
-    readonly limitKey: string,
     readonly customerId: string,
     readonly contribution: number | string | null,
-    readonly thresholds: number[],
   ) {}
 
   // The contract's remaining fields are read through: a slot is made per limit per call, so fewer own fields means less garbage.
-  get limitId(): string { return this.limit.id; }
+  get limit(): Limit { return this.entry.limit; }
+  get meter(): Meter { return this.entry.meter; }
+  get limitKey(): string { return this.entry.limitKey; }
+  get thresholds(): number[] { return this.entry.thresholds; }
+  get limitId(): string { return this.entry.limit.id; }
   get aggregation(): Meter['aggregation'] { return this.meter.aggregation; }
   get limitValue(): number { return this.limit.limitValue; }
   get mode(): Limit['mode'] { return this.limit.mode; }
@@ -525,10 +526,11 @@ class Engine {
    */
   private slotsFor(defs: Definitions, target: Target, strict: boolean, at: number, context: CustomerContext, values: Values | undefined): LimitSlot[] {
     const slots: LimitSlot[] = [];
-    for (const { limit, meter, limitKey, thresholds, field } of defs.entries) {
+    for (const entry of defs.entries) {
+      const { limit, meter, field } = entry;
       if (!limitApplies(limit, meter, target, strict)) continue;
       const contribution = values === undefined ? null : field.from === 'count' ? 1 : (field.from === 'values' ? values[field.key] : target.dimensions?.[field.key]) ?? null;
-      slots.push(new LimitSlot(limit, meter, this.windowOf(limit, at, context), limitKey, target.customerId, contribution, thresholds));
+      slots.push(new LimitSlot(entry, this.windowOf(limit, at, context), target.customerId, contribution));
     }
     return slots;
   }
