@@ -47,8 +47,8 @@ interface StoreBase {
 }
 
 /**
- * An event as stores keep it: the timestamp is Unix milliseconds. The engine passes events with
- * every key present, `properties` and `idempotencyKey` undefined when the event has none.
+ * An event as stores keep it: the timestamp is Unix milliseconds. `properties` and
+ * `idempotencyKey` may be present with the value undefined: test them against undefined, not `in`.
  */
 export interface StoredEvent {
   id: string;

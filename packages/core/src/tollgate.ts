@@ -506,7 +506,7 @@ class Engine {
     const windows = period === 'month' || period === 'annual' ? context.windows : period === 'day' || period === 'week' ? context.zoneWindows : this.utcWindows;
     const cached = windows.get(period);
     if (cached && at >= cached.start && (cached.end === null || at < cached.end)) return cached;
-    const w = windowFor(limit.period, at, context);
+    const w = windowFor(period, at, context);
     const entry: CachedWindow = { start: w.start, end: w.end, startIso: iso(w.start), endIso: w.end === null ? null : iso(w.end), reset: w.end === null ? null : Math.ceil(w.end / 1000) };
     // Only the current window is worth keeping; backdated events compute theirs.
     if (!cached || w.start > cached.start) windows.set(period, entry);
@@ -752,18 +752,16 @@ class Engine {
 
   private toStored(input: ParsedEvent, at: number): StoredEvent {
     const timestamp = input.timestamp ?? at;
-    // Every key in the literal, the optional ones undefined when absent: every kept event has one
-    // shape and no separate property store (an event kept by the memory store is ~50 bytes smaller).
-    return {
-      id: newId('evt', timestamp),
-      customerId: input.customerId,
-      eventType: input.eventType,
-      values: input.values ?? (NONE as Values),
-      dimensions: input.dimensions ?? (NONE as Dimensions),
-      properties: input.properties,
-      timestamp,
-      idempotencyKey: input.idempotencyKey,
-    };
+    const id = newId('evt', timestamp);
+    const values = input.values ?? (NONE as Values);
+    const dimensions = input.dimensions ?? (NONE as Dimensions);
+    // Two literals, each with all its keys: an event kept by the memory store gets no separate
+    // property store (40 bytes) when it has an idempotency key or properties (a reservation's
+    // commit always has one), and no two unused fields (16 bytes) when it has neither.
+    if (input.properties === undefined && input.idempotencyKey === undefined) {
+      return { id, customerId: input.customerId, eventType: input.eventType, values, dimensions, timestamp };
+    }
+    return { id, customerId: input.customerId, eventType: input.eventType, values, dimensions, timestamp, properties: input.properties, idempotencyKey: input.idempotencyKey };
   }
 
   // ── check and record, without a promise when nothing has to wait ─────────
