@@ -1,4 +1,5 @@
 import { fileURLToPath } from 'node:url';
+import { clearOfWindowEnd } from '@tollgate/core/testing';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startApp, storeVariants, type RunningApp } from '../../../test/support/start-app.js';
 
@@ -16,6 +17,7 @@ for (const variant of storeVariants()) {
       fetch(`${app.url}/chat`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-customer-id': customer }, body: JSON.stringify({ message }) });
 
     test('answers chats with RateLimit headers until the per-minute limit answers 429', async () => {
+      await clearOfWindowEnd(60_000, 5_000); // the requests below must share one minute
       const statuses: number[] = [];
       let last: Response | null = null;
       for (let i = 0; i < 6; i++) {

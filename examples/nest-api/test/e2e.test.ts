@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { clearOfWindowEnd } from '@tollgate/core/testing';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { startApp, storeVariants, type RunningApp } from '../../../test/support/start-app.js';
 
@@ -60,6 +61,7 @@ for (const variant of storeVariants()) {
     const usage = async (customer: string) => json<UsageReport>(await fetch(`${app.url}/usage`, { headers: { 'x-customer-id': customer } }));
 
     test('answers chats with RateLimit headers until the per-minute limit answers 429, then reports usage', async () => {
+      await clearOfWindowEnd(60_000, 5_000); // the requests below must share one minute
       const statuses: number[] = [];
       let last: Response | null = null;
       for (let i = 0; i < 6; i++) {

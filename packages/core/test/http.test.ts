@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { clearOfWindowEnd } from '@tollgate/core/testing';
 import {
   createTollgate,
   limitExceededResponse,
@@ -166,6 +167,8 @@ function flakyStore(): { store: Store; fail: (on: boolean) => void } {
 
 describe('meterRequest', () => {
   let tollgate: Tollgate;
+  // The tests count requests under a per-minute limit on the real clock.
+  beforeEach(() => clearOfWindowEnd());
   afterEach(async () => tollgate?.close());
 
   const definitions = {

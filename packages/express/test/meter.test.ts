@@ -4,7 +4,8 @@ import { meter, type MeterOptions } from '@tollgate/express';
 import express5 from 'express';
 import express4 from 'express4';
 import request from 'supertest';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { clearOfWindowEnd } from '@tollgate/core/testing';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { afterResponse, close, deferred, flakyStore, listen, recorded, usage, waitForEvents } from './helpers.js';
 
 declare global {
@@ -34,6 +35,9 @@ describe.each([
 ])('meter() on %s', (_name, express) => {
   let tollgate: Tollgate;
   let server: (http.Server & { url: string }) | undefined;
+
+  // Most tests count requests under a per-minute limit on the real clock.
+  beforeEach(() => clearOfWindowEnd());
 
   afterEach(async () => {
     await close(server);

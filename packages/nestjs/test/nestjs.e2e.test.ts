@@ -34,7 +34,8 @@ import {
 } from '@tollgate/nestjs';
 import { interval, map, Observable, take } from 'rxjs';
 import request from 'supertest';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { clearOfWindowEnd } from '@tollgate/core/testing';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { afterResponse, boot, deferred, flakyStore, platforms, recorded, url, usage, waitForEvents, type Platform } from './helpers.js';
 
 const meters = [
@@ -54,6 +55,9 @@ interface ChatResult {
 describe.each(platforms)('@tollgate/nestjs on platform-%s', (platform: Platform) => {
   let app: INestApplication | undefined;
   let tollgate: CoreTollgate;
+
+  // Most tests count requests under a per-minute limit on the real clock.
+  beforeEach(() => clearOfWindowEnd());
 
   afterEach(async () => {
     await app?.close();

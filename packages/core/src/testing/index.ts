@@ -613,4 +613,17 @@ export function storeConformance(t: TestApi, options: ConformanceOptions): void 
   });
 }
 
+/**
+ * For tests on the real clock: when fewer than `marginMs` remain in the current window of
+ * `periodMs` (an epoch-aligned UTC window, as minute and hour limits use), waits until the next
+ * one begins, so the calls a test makes next all land in one window. Without it, a test that
+ * counts usage under a per-minute limit fails now and then, when a minute ends in its middle.
+ *
+ * @example beforeEach(() => clearOfWindowEnd()); // per-minute limits, tests shorter than ~2 s
+ */
+export async function clearOfWindowEnd(periodMs = 60_000, marginMs = 2_000): Promise<void> {
+  const left = periodMs - (Date.now() % periodMs);
+  if (left < marginMs) await new Promise((resolve) => setTimeout(resolve, left + 10));
+}
+
 export { TollgateError };
