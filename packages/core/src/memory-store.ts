@@ -534,9 +534,11 @@ class MemoryStore implements Store {
     // forEach rather than for-of: no [key, value] array per entry, and this visits every slot.
     const dropEnded = (s: MemorySlot, key: string, slots: Map<string, MemorySlot>) => {
       if (s.windowEnd === null) return;
-      if (s.windowEnd <= now) s.dropExpired(now);
-      if (s.windowEnd <= now && s.holdCount === 0) slots.delete(key);
-      else if (s.windowEnd < next) next = s.windowEnd;
+      if (s.windowEnd <= now) {
+        s.dropExpired(now);
+        if (s.holdCount === 0) return void slots.delete(key);
+      }
+      if (s.windowEnd < next) next = s.windowEnd;
     };
     this.byCustomer.forEach((own, customerId) => {
       own.latest.forEach(dropEnded);

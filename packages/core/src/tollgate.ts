@@ -70,7 +70,7 @@ import type {
   TimeseriesPoint,
   Values,
 } from './types.js';
-import { startOfLocalDay, windowFor, type Window, type WindowContext } from './windows.js';
+import { startOfLocalDay, windowFor, windowScope, type Window, type WindowContext } from './windows.js';
 
 export interface TollgateOptions {
   /**
@@ -503,7 +503,8 @@ class Engine {
 
   private windowOf(limit: Limit, at: number, context: CustomerContext): CachedWindow {
     const period = limit.period;
-    const windows = period === 'month' || period === 'annual' ? context.windows : period === 'day' || period === 'week' ? context.zoneWindows : this.utcWindows;
+    const scope = windowScope(period);
+    const windows = scope === 'anchor' ? context.windows : scope === 'zone' ? context.zoneWindows : this.utcWindows;
     const cached = windows.get(period);
     if (cached && at >= cached.start && (cached.end === null || at < cached.end)) return cached;
     const w = windowFor(period, at, context);
@@ -537,7 +538,7 @@ class Engine {
 
   private needsCustomer(defs: Definitions, customerId: string): boolean {
     for (const l of defs.limits) {
-      if ((l.customerId === undefined || l.customerId === customerId) && (l.period === 'day' || l.period === 'week' || l.period === 'month' || l.period === 'annual')) return true;
+      if ((l.customerId === undefined || l.customerId === customerId) && windowScope(l.period) !== 'utc') return true;
     }
     return false;
   }
@@ -1073,11 +1074,12 @@ class Engine {
     },
   };
 
-  /** For checks whose limits use no customer calendar: UTC periods and durations only. */
+  /**
+   * For checks whose limits use no customer calendar (UTC periods and durations only): their
+   * windows come from the shared UTC cache, so one context serves them all, for good.
+   */
   private defaultContext(at: number): CustomerContext {
-    const d = this.anonymous;
-    if (d && at - d.billingCycleStart < 86_400_000) return d;
-    return (this.anonymous = this.contextFor(this.timezone, at, at, false));
+    return (this.anonymous ??= this.contextFor(this.timezone, at, at, false));
   }
 
   private async ledgerCall<T>(what: string, call: () => Promise<T>): Promise<T> {

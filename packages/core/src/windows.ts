@@ -115,6 +115,15 @@ export function durationMs(period: string): number | null {
  * `annual` start at local midnight of the billing anchor's day, clamped to the month's last day;
  * durations are fixed windows aligned to the Unix epoch; `all_time` never ends.
  */
+/**
+ * What a period's windows depend on besides the instant: nothing (`utc`: minute, hour, durations,
+ * all_time), the timezone (`zone`: day, week), or the timezone and the billing anchor (`anchor`:
+ * month, annual). Windows of one scope can be shared by every customer alike in it.
+ */
+export function windowScope(period: Period): 'utc' | 'zone' | 'anchor' {
+  return period === 'month' || period === 'annual' ? 'anchor' : period === 'day' || period === 'week' ? 'zone' : 'utc';
+}
+
 export function windowFor(period: Period, at: number, context: WindowContext): Window {
   switch (period) {
     case 'minute': {
