@@ -35,7 +35,12 @@ export function holdAmount(slot: CounterSlot, isNewDistinct: boolean): number | 
   }
 }
 
-/** Usage: the aggregate plus open holds (in the order they were placed). */
+/**
+ * Usage: the aggregate plus open holds. Holds add to sum, count and unique; max takes the largest;
+ * latest takes the last one, so for latest pass them by hold id ({@link amountsByHoldId}):
+ * reservation ids sort by when they were made, so the newest reservation's estimate counts, on
+ * every store alike (not the one placed last, which concurrent callers can swap).
+ */
 export function usedWith(aggregation: Aggregation, state: SlotState, holds: Iterable<number>): number {
   let used = valueOf(aggregation, state);
   switch (aggregation) {
@@ -51,6 +56,13 @@ export function usedWith(aggregation: Aggregation, state: SlotState, holds: Iter
     default:
       return used;
   }
+}
+
+/** Open holds' amounts ordered by hold id (`[holdId, amount]` pairs in any order), as {@link usedWith} reads them. */
+export function amountsByHoldId(holds: Iterable<readonly [string, number]>): number[] {
+  return Array.from(holds)
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map((h) => h[1]);
 }
 
 /** Usage if this slot's contribution were added now. */

@@ -28,6 +28,20 @@ import { createHash } from 'node:crypto';
  */
 
 /**
+ * Lua statements that run `take` when hold field name `x` sorts after `y` byte by byte: for
+ * latest, the newest reservation's hold (the greatest hold id) counts. Lua's own `<` on strings
+ * follows the server's locale, so both scripts compare bytes with this.
+ */
+function ifNewerHold(x: string, y: string, take: string): string {
+  return `local x, y, d = ${x}, ${y}, 0
+          for q = 1, math.min(#x, #y) do
+            d = string.byte(x, q) - string.byte(y, q)
+            if d ~= 0 then break end
+          end
+          if d > 0 or (d == 0 and #x > #y) then ${take} end`;
+}
+
+/**
  * Checks: reads slots and changes nothing; the client decides from what it returns, with no limit,
  * mode or contribution sent. One run serves one or more checks (concurrent checks share a run).
  * KEYS = per check: s per slot, then d of each slot adding a distinct value. ARGV = per check: now,
@@ -75,7 +89,7 @@ while p <= #A do
     else
       -- Read whole: the aggregate and the live holds (lapsed ones are skipped, not deleted).
       local raw = call('HGETALL', sk)
-      local f, amounts, exps = {}, {}, {}
+      local f, amounts, names = {}, {}, {}
       for j = 1, #raw, 2 do
         local name, x = raw[j], raw[j + 1]
         local b1, b2 = string.byte(name, 1, 2)
@@ -84,7 +98,7 @@ while p <= #A do
           local exp = tonumber(string.sub(x, sep + 1))
           if exp > now then
             amounts[#amounts + 1] = tonumber(string.sub(x, 1, sep - 1))
-            exps[#exps + 1] = exp
+            names[#names + 1] = name
           end
         else
           f[name] = x
@@ -101,8 +115,8 @@ while p <= #A do
         k = k + 1
         out[k] = f.mn or false
       else
-        -- Holds add to sum, count and unique; max takes the largest; latest the one expiring last
-        -- (the later-read on a tie). Min and avg hold nothing.
+        -- Holds add to sum, count and unique; max takes the largest; latest the newest reservation's
+        -- (the greatest hold id). Min and avg hold nothing.
         local u
         if a == 'sum' then u = tonumber(f.s) or 0
         elseif a == 'count' then u = tonumber(f.c) or 0
@@ -113,7 +127,12 @@ while p <= #A do
           for j = 1, #amounts do if amounts[j] > u then u = amounts[j] end end
         elseif a == 'latest' then
           local last = nil
-          for j = 1, #amounts do if last == nil or exps[j] >= exps[last] then last = j end end
+          for j = 1, #amounts do
+            if last == nil then last = j
+            else
+              ${ifNewerHold('names[j]', 'names[last]', 'last = j')}
+            end
+          end
           if last then u = amounts[last] end
         else
           for j = 1, #amounts do u = u + amounts[j] end
@@ -200,7 +219,7 @@ end
 local function helpers()
   now = tonumber(ARGV[2])
 
-  -- The slot's state, its live holds ({ amount, expiresAt }), its other fields and how many hold
+  -- The slot's state, its live holds ({ amount, expiresAt, field name }), its other fields and how many hold
   -- fields it keeps. With tidy, lapsed holds are deleted (a seed only reads), and hn and the
   -- marker are set since every hold field left is known.
   load = function(sk, tidy)
@@ -215,7 +234,7 @@ local function helpers()
         if exp <= now then
           lapsed[#lapsed + 1] = name
         else
-          live[#live + 1] = { amount, exp }
+          live[#live + 1] = { amount, exp, name }
         end
       else
         f[name] = v
@@ -250,8 +269,14 @@ local function helpers()
     elseif agg == 'max' then
       for _, h in ipairs(live) do if h[1] > used then used = h[1] end end
     elseif agg == 'latest' then
+      -- The newest reservation's hold: the greatest hold id.
       local last = nil
-      for _, h in ipairs(live) do if last == nil or h[2] >= last[2] then last = h end end
+      for _, h in ipairs(live) do
+        if last == nil then last = h
+        else
+          ${ifNewerHold('h[3]', 'last[3]', 'last = h')}
+        end
+      end
       if last then used = last[1] end
     end
     return used
@@ -367,7 +392,7 @@ if op == 'reserve' then
           call('HSET', KEYS[i], name, fmt(amount) .. until_, 'hn', live and #live + 1 or 1, MARK, '0|0')
         end
         if live then
-          live[#live + 1] = { amount, expiresAt }
+          live[#live + 1] = { amount, expiresAt, name }
           out[i * 2] = usedWith(a, states[i], live)
         else
           -- The new hold is the slot's only one.

@@ -4,14 +4,14 @@
  * `slots.ts` exactly as the memory store does, and writes back the {@link CounterWrites}. Keeping
  * the decision in JavaScript means SQLite, Postgres and memory cannot drift apart.
  */
-import { addToState, holdAmount, reachedThresholds, slotAllows, usedWith } from '../slots.js';
+import { addToState, amountsByHoldId, holdAmount, reachedThresholds, slotAllows, usedWith } from '../slots.js';
 import { assertStorable } from './common.js';
 import type { CounterOperation, CounterResult, CounterSlot, SlotState, StoredEvent } from '../store.js';
 
 /** One slot's state as read inside the transaction. */
 export interface LoadedSlot {
   state: SlotState;
-  /** Unexpired holds, hold id → amount, in the order they were placed. */
+  /** Unexpired holds, hold id → amount. */
   holds: Map<string, number>;
   /** Thresholds already alerted in this window. */
   fired: Set<number>;
@@ -120,7 +120,7 @@ function isNewDistinct(slot: CounterSlot, s: LoadedSlot): boolean {
 }
 
 function usedOf(slot: CounterSlot, s: LoadedSlot): number {
-  return usedWith(slot.aggregation, s.state, s.holds.values());
+  return usedWith(slot.aggregation, s.state, slot.aggregation === 'latest' ? amountsByHoldId(s.holds) : s.holds.values());
 }
 
 /**

@@ -536,6 +536,28 @@ export function storeConformance(t: TestApi, options: ConformanceOptions): void 
         expect((await tollgate.events.getSummary({ customerId: 'c' })).totalEvents).toBe(10);
       });
 
+      it("counts the newest reservation's hold for a latest meter, whatever the holds' ttl", async () => {
+        const { tollgate, advance } = await harness();
+        await tollgate.meters.create({ id: 'last-latency', name: 'Latest latency', aggregation: 'latest', field: 'values.latency' });
+        await tollgate.limits.create({ id: 'lat', name: 'Latest latency', meterId: 'last-latency', limitValue: 1000, period: 'day' });
+        const used = async () => (await tollgate.limits.check({ customerId: 'c' })).limits[0].used;
+        const hold = (latency: number, ttlMs: number) => tollgate.reserve({ customerId: 'c', eventType: 'llm.completion', estimate: { latency }, ttlMs });
+        const older = await hold(50, 600_000);
+        expect(await used()).toBe(50);
+        // The newer hold counts although it lapses first (a store ordering by expiry would read 50).
+        const newer = await hold(20, 60_000);
+        expect(newer.limits[0].used).toBe(20);
+        expect(await used()).toBe(20);
+        const newest = await hold(30, 300_000);
+        expect(await used()).toBe(30);
+        await newest.release();
+        expect(await used()).toBe(20);
+        advance(60_001);
+        expect(await used()).toBe(50);
+        await older.commit({ values: { latency: 40 } });
+        expect(await used()).toBe(40);
+      });
+
       it('keys each commit by its reservation id: concurrent commits and later records with that key count once', async () => {
         const { tollgate } = await harness([{ id: 'tok', name: 'Tokens', meterId: 'tokens', limitValue: 1000, period: 'day' }]);
         const a = await tollgate.reserve({ customerId: 'c', eventType: 'llm.completion', estimate: { tokens: 10 } });
