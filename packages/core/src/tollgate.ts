@@ -231,7 +231,8 @@ interface CustomerContext extends WindowContext {
   known: boolean;
 }
 
-type Decided = CounterResult & { reason: DecisionReason };
+/** A check's or reservation's answer: a fresh literal, not the store's result with a field added (a shape change per call). */
+type Decided = { allowed: boolean; slots: CounterResult['slots']; reason: DecisionReason };
 
 type Records = Array<{ id: string; recorded: boolean }>;
 
@@ -588,7 +589,7 @@ class Engine {
       try {
         const result = this.applyNow(op);
         // A slot to seed from the ledger takes the full path (nothing was changed).
-        if (!result.missing?.length) return Object.assign(result, { reason: 'limits' as const });
+        if (!result.missing?.length) return { allowed: result.allowed, slots: result.slots, reason: 'limits' };
       } catch (error) {
         return { ...this.storePolicy(error), slots: [] };
       }
@@ -599,7 +600,7 @@ class Engine {
   private async decideAsync(op: CounterOperation): Promise<Decided> {
     try {
       const result = await this.timed(this.applyCounters(op));
-      return Object.assign(result, { reason: 'limits' as const });
+      return { allowed: result.allowed, slots: result.slots, reason: 'limits' };
     } catch (error) {
       return { ...this.storePolicy(error), slots: [] };
     }
