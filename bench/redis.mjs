@@ -78,7 +78,7 @@ for (let round = 0; round < rounds; round++) {
   let bare;
   let peer;
   for (const [c, [name, fn]] of cases.entries()) {
-    const l = await latency(fn, { iterations: perRound, warmup: 50 });
+    const l = await latency(fn, { iterations: perRound, warmup: 50, warmupMs: 0 });
     const tput = await throughput(fn, tputPerRound);
     const r = results[c];
     r.median.push(l.median);
