@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, test } from 'vitest';
 import { STORE_CONTRACT_VERSION, createTollgate, type CreateLimitInput, type CreateMeterInput } from '@tollgate/core';
 import { sqliteStore } from '@tollgate/core/sqlite';
+import { migrations } from '../src/sqlite/schema.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-sqlite-store-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -74,11 +75,55 @@ describe('sqliteStore', () => {
       await store.close!();
     }
     const db = new Database(path);
-    expect(db.prepare('SELECT version, name FROM tollgate_migrations').all()).toEqual([{ version: 1, name: 'ledger and counters' }]);
+    expect(db.prepare('SELECT version, name FROM tollgate_migrations ORDER BY version').all()).toEqual([
+      { version: 1, name: 'ledger and counters' },
+      { version: 2, name: 'event values and dimensions as JSONB' },
+    ]);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     db.prepare('INSERT INTO tollgate_migrations (version, name, applied_at) VALUES (99, ?, 0)').run('from the future');
     db.close();
     await expect(sqliteStore({ path }).init!()).rejects.toMatchObject({ code: 'store_unavailable', message: expect.stringContaining('newer') });
+  });
+
+  // Version 2 stores values and dimensions as JSONB. A database written by version 1 (JSON text)
+  // is rebuilt when a newer store opens it, and reads back the same events and totals.
+  test('upgrades a database of schema version 1: the events keep every field, as JSONB', async () => {
+    const path = freshPath();
+    const old = new Database(path);
+    old.pragma('journal_mode = WAL');
+    old.exec('CREATE TABLE tollgate_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT');
+    old.transaction(() => {
+      for (const statement of migrations[0].statements) old.exec(statement);
+      old.prepare('INSERT INTO tollgate_migrations VALUES (1, ?, 0)').run(migrations[0].name);
+    })();
+    const insert = old.prepare('INSERT INTO tollgate_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    const odd = { model: 'm1', 'a.b-c': 'it\'s "quoted" \\ é \u{1F600}' };
+    const rows = [
+      ['evt_1', 'c', 'llm', T0, JSON.stringify({ tokens: 40, cost: 0.1 }), JSON.stringify(odd), JSON.stringify({ note: 'x' }), 'key-1'],
+      ['evt_2', 'c', 'llm', T0 + 1, JSON.stringify({ tokens: 2.5 }), JSON.stringify({ model: 'm2' }), null, null],
+      ['evt_3', 'd', 'api', T0 + 2, '{}', '{}', null, null],
+    ];
+    for (const r of rows) insert.run(...r);
+    old.prepare('INSERT INTO tollgate_value_keys VALUES (?), (?)').run('tokens', 'cost');
+    old.close();
+
+    const tollgate = createTollgate({ store: sqliteStore({ path }), meters, now: () => T0 + 10 });
+    const listed = await tollgate.events.list({});
+    expect(listed.data.map((e) => [e.id, e.values, e.dimensions, e.properties, e.idempotencyKey])).toEqual([
+      ['evt_3', {}, {}, undefined, undefined],
+      ['evt_2', { tokens: 2.5 }, { model: 'm2' }, undefined, undefined],
+      ['evt_1', { tokens: 40, cost: 0.1 }, odd, { note: 'x' }, 'key-1'],
+    ]);
+    expect(await tollgate.events.getSummary({})).toEqual({ totalEvents: 3, values: { tokens: 42.5, cost: 0.1 } });
+    const byModel = await tollgate.events.getBreakdown({ groupBy: 'model' });
+    expect(byModel.data.map((g) => [g.dimension, g.totalEvents])).toEqual(expect.arrayContaining([['m1', 1], ['m2', 1], [null, 1]]));
+    expect((await tollgate.events.getSummary({ dimensions: { 'a.b-c': odd['a.b-c'] } })).totalEvents).toBe(1);
+    expect(await tollgate.events.record({ customerId: 'c', eventType: 'llm', values: { tokens: 1 }, idempotencyKey: 'key-1' })).toEqual({ id: 'evt_1', recorded: false });
+    await tollgate.close();
+    const db = new Database(path);
+    expect(db.prepare('SELECT DISTINCT typeof(event_values) AS v, typeof(dimensions) AS d FROM tollgate_events').all()).toEqual([{ v: 'blob', d: 'blob' }]);
+    expect(db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tollgate_events' AND sql IS NOT NULL ORDER BY name").pluck().all()).toEqual(['tollgate_events_customer_time', 'tollgate_events_idempotency', 'tollgate_events_time']);
+    db.close();
   });
 
   test('uses an injected database as it is and leaves it open', async () => {

@@ -70,7 +70,7 @@ export function migrationsFor(t: Tables): Migration[] {
           distinct_count bigint NOT NULL
         )`,
         `CREATE INDEX counters_window_end ON ${t.counters} (window_end) WHERE window_end IS NOT NULL`,
-        // seq is the placement order, which `latest` holds depend on.
+        // seq is the placement order (holds are read in it; `latest` picks the greatest hold id itself).
         `CREATE TABLE ${t.holds} (
           seq bigint GENERATED ALWAYS AS IDENTITY,
           hold_id text COLLATE "C" NOT NULL,

@@ -127,6 +127,7 @@ function dialectFor(t: Tables): Dialect {
         where: [`timestamp_ms >= ${this.param(params, boundaries[0])}`, `timestamp_ms < ${this.param(params, boundaries[boundaries.length - 1])}`],
       };
     },
+    readJson: (column) => column,
     expandValues: () => ({ join: 'CROSS JOIN LATERAL jsonb_each_text(event_values) AS x(key, value)', key: 'x.key', value: 'x.value' }),
   };
 }

@@ -23,6 +23,8 @@ export interface Dialect {
   float(expr: string): string;
   /** Joins each event to its timeseries bucket; `group` is the bucket's index from 0. */
   buckets(boundaries: number[], params: unknown[]): { from: string; group: string; where: string[] };
+  /** A JSON column as JSON text or a parsed object, for reading whole events back. */
+  readJson(column: string): string;
   /** Expands `event_values` into (key, value) rows, joined after the events table. */
   expandValues(): { join: string; key: string; value: string };
   /**
@@ -59,7 +61,7 @@ export function listEventsStatement(d: Dialect, q: EventQuery, limit: number, cu
   const where = conditions(d, q, params);
   if (cursor) where.push(`(timestamp_ms, id) < (${d.param(params, cursor.timestamp)}, ${d.param(params, cursor.id)})`);
   return {
-    text: `SELECT id, customer_id, event_type, timestamp_ms, event_values, dimensions, properties, idempotency_key FROM ${d.events} ${whereClause(where)} ORDER BY timestamp_ms DESC, id DESC LIMIT ${d.param(params, limit)}`,
+    text: `SELECT id, customer_id, event_type, timestamp_ms, ${d.readJson('event_values')} AS event_values, ${d.readJson('dimensions')} AS dimensions, properties, idempotency_key FROM ${d.events} ${whereClause(where)} ORDER BY timestamp_ms DESC, id DESC LIMIT ${d.param(params, limit)}`,
     params,
   };
 }

@@ -139,6 +139,8 @@ const dialect: Dialect = {
       where: ['b.hi IS NOT NULL', 'timestamp_ms >= b.lo', 'timestamp_ms < b.hi'],
     };
   },
+  // Values and dimensions are stored as JSONB (SQLite's binary JSON: read without parsing text).
+  readJson: (column) => `json(${column})`,
   expandValues: () => ({ join: 'JOIN json_each(event_values) AS x', key: 'x.key', value: 'x.value' }),
   groupOverExtracted: 'LIMIT -1',
 };
@@ -260,6 +262,11 @@ class SqliteStore implements Store {
 
   /** Applies missing schema versions; BEGIN IMMEDIATE makes concurrent starters take turns. */
   private migrate(db: Db): void {
+    const version = String(db.prepare('SELECT sqlite_version()').pluck().get());
+    const [major, minor] = version.split('.').map(Number);
+    if (major < 3 || (major === 3 && minor < 45)) {
+      throw new TollgateError('store_unavailable', `sqliteStore needs SQLite 3.45 or newer (it stores events as JSONB); this better-sqlite3 runs SQLite ${version}. Install better-sqlite3@12, which bundles a newer SQLite.`);
+    }
     db.transaction(() => {
       db.exec(`CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
       const applied = new Set(db.prepare(`SELECT version FROM ${MIGRATIONS_TABLE}`).pluck().all() as number[]);
@@ -390,7 +397,7 @@ class SqliteStore implements Store {
 
   private writeEvents(db: Db, events: StoredEvent[]): void {
     if (events.length === 0) return;
-    const insert = this.stmt(db, `INSERT INTO ${T.events} (id, customer_id, event_type, timestamp_ms, event_values, dimensions, properties, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
+    const insert = this.stmt(db, `INSERT INTO ${T.events} (id, customer_id, event_type, timestamp_ms, event_values, dimensions, properties, idempotency_key) VALUES (?, ?, ?, ?, jsonb(?), jsonb(?), ?, ?)`);
     for (const e of events) {
       insert.run(e.id, e.customerId, e.eventType, e.timestamp, JSON.stringify(e.values), JSON.stringify(e.dimensions), e.properties === undefined ? null : JSON.stringify(e.properties), e.idempotencyKey ?? null);
     }
