@@ -28,6 +28,26 @@ import { createHash } from 'node:crypto';
  */
 
 /**
+ * Lua statements that sort a slot hash read whole (`raw`, an HGETALL reply) into its plain fields
+ * (`fields[name] = value`) and its hold fields (`h:<holdId>` = `amount|expiresAt`, the marker
+ * aside), running `onHold` for each hold with `name`, `amount` and `exp` in scope. Both scripts
+ * read holds this way.
+ */
+function sortHashFields(raw: string, fields: string, onHold: string): string {
+  return `for j = 1, #${raw}, 2 do
+        local name, v = ${raw}[j], ${raw}[j + 1]
+        local b1, b2 = string.byte(name, 1, 2)
+        if b1 == 104 and b2 == 58 and name ~= MARK then
+          local sep = string.find(v, '|', 1, true)
+          local amount, exp = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
+          ${onHold}
+        else
+          ${fields}[name] = v
+        end
+      end`;
+}
+
+/**
  * Lua statements that run `take` when hold field name `x` sorts after `y` byte by byte: for
  * latest, the newest reservation's hold (the greatest hold id) counts. Lua's own `<` on strings
  * follows the server's locale, so both scripts compare bytes with this.
@@ -90,20 +110,10 @@ while p <= #A do
       -- Read whole: the aggregate and the live holds (lapsed ones are skipped, not deleted).
       local raw = call('HGETALL', sk)
       local f, amounts, names = {}, {}, {}
-      for j = 1, #raw, 2 do
-        local name, x = raw[j], raw[j + 1]
-        local b1, b2 = string.byte(name, 1, 2)
-        if b1 == 104 and b2 == 58 and name ~= MARK then
-          local sep = string.find(x, '|', 1, true)
-          local exp = tonumber(string.sub(x, sep + 1))
-          if exp > now then
-            amounts[#amounts + 1] = tonumber(string.sub(x, 1, sep - 1))
+      ${sortHashFields('raw', 'f', `if exp > now then
+            amounts[#amounts + 1] = amount
             names[#names + 1] = name
-          end
-        else
-          f[name] = x
-        end
-      end
+          end`)}
       if f.seeded == nil then
         missing = missing or {}
         missing[#missing + 1] = i - 1
@@ -225,21 +235,11 @@ local function helpers()
   load = function(sk, tidy)
     local raw = redis.call('HGETALL', sk)
     local f, live, lapsed = {}, {}, {}
-    for j = 1, #raw, 2 do
-      local name, v = raw[j], raw[j + 1]
-      local b1, b2 = string.byte(name, 1, 2)
-      if b1 == 104 and b2 == 58 and name ~= MARK then
-        local sep = string.find(v, '|', 1, true)
-        local amount, exp = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
-        if exp <= now then
-          lapsed[#lapsed + 1] = name
-        else
-          live[#live + 1] = { amount, exp, name }
-        end
-      else
-        f[name] = v
-      end
-    end
+    ${sortHashFields('raw', 'f', `if exp <= now then
+            lapsed[#lapsed + 1] = name
+          else
+            live[#live + 1] = { amount, exp, name }
+          end`)}
     local holds = #live + #lapsed
     if tidy and #lapsed > 0 then
       redis.call('HDEL', sk, unpack(lapsed))
