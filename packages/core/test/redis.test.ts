@@ -178,8 +178,10 @@ suite('redis counters', () => {
 
   test('decides as the memory store does over a random mix of checks, holds, commits, releases and retries', async () => {
     const prefix = newPrefix();
-    const reference = createTollgate({ store: memoryStore(), meters: mix, limits: mixLimits });
-    const redis = createTollgate({ store: memoryStore(), counters: redisCounters({ url, prefix }), meters: mix, limits: mixLimits });
+    // One clock for both: on the real clock a minute could end between the two engines' turns.
+    const at = Date.now();
+    const reference = createTollgate({ store: memoryStore(), meters: mix, limits: mixLimits, now: () => at });
+    const redis = createTollgate({ store: memoryStore(), counters: redisCounters({ url, prefix }), meters: mix, limits: mixLimits, now: () => at });
     let seed = 7;
     const rand = (n: number) => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
@@ -232,8 +234,9 @@ suite('redis counters', () => {
       if (args[0] === CHECK_SCRIPT_SHA) checkRuns++;
       return evalsha(...args);
     }) as typeof client.evalsha;
-    const reference = createTollgate({ store: memoryStore(), meters: mix, limits: mixLimits });
-    const redis = createTollgate({ store: memoryStore(), counters: redisCounters({ client, prefix }), meters: mix, limits: mixLimits });
+    const at = Date.now(); // one clock for both engines, as above
+    const reference = createTollgate({ store: memoryStore(), meters: mix, limits: mixLimits, now: () => at });
+    const redis = createTollgate({ store: memoryStore(), counters: redisCounters({ client, prefix }), meters: mix, limits: mixLimits, now: () => at });
     // c0 and c1 have usage; c1 also an open hold (its slots are read whole); c2 and c3 are new (their slots are seeded first).
     for (const [customerId, tokens, user] of [['c0', 7.5, 'u1'], ['c0', 1, 'u2'], ['c1', 20, 'u1'], ['c1', 0.2, 'u3']] as const) {
       const event = { customerId, eventType: 'x', values: { tokens }, dimensions: { user } };
