@@ -1,3 +1,4 @@
+import { CounterCatchUp } from './catch-up.js';
 import { TollgateError, alreadyExists, notFound } from './errors.js';
 import { retryAfterSeconds } from './http.js';
 import { Deadlines } from './deadlines.js';
@@ -51,6 +52,8 @@ import {
   type LedgerStore,
   type MeterSource,
   type RecordItem,
+  type RecordOperation,
+  type ReleaseOperation,
   type StoredEvent,
 } from './store.js';
 import type {
@@ -369,6 +372,8 @@ class Engine {
   private initialized = false;
   private anonymous: CustomerContext | null = null;
   private readonly initializing: Promise<void>;
+  /** Counter updates that failed after their events reached the ledger, applied again until they land. */
+  private readonly catchUp: CounterCatchUp;
 
   constructor(private readonly options: TollgateOptions) {
     const store = options.store ?? memoryStore();
@@ -410,6 +415,7 @@ class Engine {
     this.holdTtlMs = options.defaultTtlMs ?? DEFAULT_TTL_MS;
     this.declaredMeters = (options.meters ?? []).map((m, i) => parse(createMeterSchema, m, `options.meters[${i}]`));
     this.declaredLimits = (options.limits ?? []).map((l, i) => parse(createLimitSchema, l, `options.limits[${i}]`));
+    this.catchUp = new CounterCatchUp((op) => this.timed(this.applyCounters(op)), (op, result) => this.emitAlerts(op.items, result, this.clock()), this.clock);
     this.initializing = this.init();
     this.initializing.catch(() => {});
     const immediate: Immediate = { check: (input) => this.checkNow(input), record: (input) => this.recordNow(input) };
@@ -696,7 +702,11 @@ class Engine {
     return result.records!;
   }
 
-  /** Ledger first, then the counters beside it: the ledger's answer decides what is counted. */
+  /**
+   * Ledger first, then the counters beside it: the ledger's answer decides what is counted. A
+   * counter update that fails (the counters store unreachable) waits in {@link catchUp} and is
+   * applied again until it lands, so the counters do not stay short of the ledger.
+   */
   private async recordApart(items: RecordItem[], now: number): Promise<Records> {
     let records: Records;
     try {
@@ -705,17 +715,24 @@ class Engine {
       throw storeFailure(e, 'recording');
     }
     const fresh = items.filter((_, i) => records[i].recorded);
-    const held = items.filter((item, i) => !records[i].recorded && item.holdId !== undefined);
-    let result: CounterResult;
-    try {
-      result = fresh.length ? await this.timed(this.applyCounters({ type: 'record', now, persist: false, items: fresh })) : { allowed: true, slots: [] };
-      for (const item of held) await this.counters.apply({ type: 'release', now, holdId: item.holdId!, slots: item.holdSlots ?? [] });
-    } catch {
-      // The ledger has the events; the counters catch up when their slot is rebuilt.
-      result = { allowed: true, slots: [] };
+    const updates: Array<RecordOperation | ReleaseOperation> = [];
+    if (fresh.length > 0) updates.push({ type: 'record', now, persist: false, items: fresh });
+    items.forEach((item, i) => {
+      // A duplicate commit counts nothing, but its reservation's hold is let go.
+      if (!records[i].recorded && item.holdId !== undefined) updates.push({ type: 'release', now, holdId: item.holdId, slots: item.holdSlots ?? [] });
+    });
+    for (let i = 0; i < updates.length; i++) {
+      const op = updates[i];
+      let result: CounterResult;
+      try {
+        result = await this.timed(this.applyCounters(op));
+      } catch {
+        this.catchUp.add(updates.slice(i));
+        break;
+      }
+      if (op.type === 'record') this.emitAlerts(op.items, result, now);
+      this.catchUp.storeAnswered();
     }
-    result.records = records;
-    this.emitAlerts(fresh, result, now);
     return records;
   }
 
@@ -1070,6 +1087,7 @@ class Engine {
 
     close: async () => {
       await this.initializing.catch(() => {});
+      await this.catchUp.close();
       await this.ledger.close?.();
       if (!this.combined) await this.counters.close?.();
     },

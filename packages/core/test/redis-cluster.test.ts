@@ -1,46 +1,24 @@
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTollgate, memoryStore, type Tollgate } from '@tollgate/core';
 import { redisCounters } from '@tollgate/core/redis';
 import { storeConformance } from '@tollgate/core/testing';
+import { freePort, redisServerInstalled, startRedisServer, until } from './fixtures/redis-server.js';
 
 // DESIGN §6: a customer's keys carry a {customerId} hash tag, so one script updates them
 // atomically on Redis Cluster; different customers' keys live on different nodes, and the
 // counters must never send one script keys of two customers. This suite starts a three-master
 // cluster of its own (redis-server in cluster mode on free ports) and runs the counters on it.
 
-const installed = ['redis-server', 'redis-cli'].every((bin) => spawnSync(bin, ['--version']).status === 0);
+const installed = redisServerInstalled;
 if (!installed && process.env.CI === 'true') throw new Error('CI=true but redis-server or redis-cli is missing: the Redis Cluster suite must run in CI.');
 if (!installed) console.warn('Skipping the Redis Cluster suite: it starts three redis-server processes in cluster mode; install redis-server (which brings redis-cli) to run it.');
 const suite = installed ? describe : describe.skip;
-
-/** A free port whose cluster bus port (port + 10000) is free too. */
-async function freePort(taken: number[]): Promise<number> {
-  const bindable = (port: number) =>
-    new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-  for (;;) {
-    const port = 20_000 + Math.floor(Math.random() * 25_000);
-    if (!taken.includes(port) && (await bindable(port)) && (await bindable(port + 10_000))) return port;
-  }
-}
-
-async function until(what: string, ok: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await ok().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`Redis Cluster test setup: timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 let dir = '';
 const servers: ChildProcess[] = [];
@@ -54,18 +32,7 @@ suite('redis counters on a Redis Cluster of three masters', () => {
     dir = mkdtempSync(join(tmpdir(), 'tollgate-redis-cluster-'));
     for (let i = 0; i < 3; i++) ports.push(await freePort(ports));
     for (const port of ports) {
-      const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-      servers.push(server);
-      await until(`redis-server on port ${port}`, async () => {
-        const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-        probe.on('error', () => {}); // refused until the server listens: connect() rejects as well
-        try {
-          await probe.connect();
-          return (await probe.ping()) === 'PONG';
-        } finally {
-          probe.disconnect();
-        }
-      });
+      servers.push(await startRedisServer(port, ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--dir', dir]));
     }
     await promisify(execFile)('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
     for (const port of ports) {
