@@ -6,6 +6,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { STORE_CONTRACT_VERSION, createTollgate, type CreateLimitInput, type CreateMeterInput } from '@tollgate/core';
 import { sqliteStore } from '@tollgate/core/sqlite';
 import { migrations } from '../src/sqlite/schema.js';
+import { requireJsonb } from '../src/sqlite/store.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-sqlite-store-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -87,6 +88,17 @@ describe('sqliteStore', () => {
 
   // Version 2 stores values and dimensions as JSONB. A database written by version 1 (JSON text)
   // is rebuilt when a newer store opens it, and reads back the same events and totals.
+  test('refuses SQLite older than 3.45 (no JSONB), saying what to install, and accepts newer ones', () => {
+    for (const old of ['3.44.2', '3.9.0', '2.8.17']) {
+      expect(() => requireJsonb(old)).toThrow(expect.objectContaining({ code: 'store_unavailable', message: expect.stringContaining(`needs SQLite 3.45 or newer (it stores events as JSONB); this better-sqlite3 runs SQLite ${old}. Install better-sqlite3@12`) }));
+    }
+    for (const fine of ['3.45.0', '3.50.4', '4.0.0']) expect(() => requireJsonb(fine)).not.toThrow();
+    // The SQLite this better-sqlite3 bundles passes, or no other test here could run.
+    const db = new Database(':memory:');
+    expect(() => requireJsonb(String(db.prepare('SELECT sqlite_version()').pluck().get()))).not.toThrow();
+    db.close();
+  });
+
   test('upgrades a database of schema version 1: the events keep every field, as JSONB', async () => {
     const path = freshPath();
     const old = new Database(path);

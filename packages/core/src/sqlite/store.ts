@@ -169,6 +169,14 @@ function stateOf(row: CounterRow): SlotState {
   };
 }
 
+/** Throws unless SQLite `version` has JSONB (3.45 or newer), which the events table needs. */
+export function requireJsonb(version: string): void {
+  const [major, minor] = version.split('.').map(Number);
+  if (!(major > 3 || (major === 3 && minor >= 45))) {
+    throw new TollgateError('store_unavailable', `sqliteStore needs SQLite 3.45 or newer (it stores events as JSONB); this better-sqlite3 runs SQLite ${version}. Install better-sqlite3@12, which bundles a newer SQLite.`);
+  }
+}
+
 /**
  * A SQLite store (better-sqlite3 12): ledger and counters in one database file, shared safely
  * by every process on the machine. WAL mode lets readers run beside the writer; every write is
@@ -262,11 +270,7 @@ class SqliteStore implements Store {
 
   /** Applies missing schema versions; BEGIN IMMEDIATE makes concurrent starters take turns. */
   private migrate(db: Db): void {
-    const version = String(db.prepare('SELECT sqlite_version()').pluck().get());
-    const [major, minor] = version.split('.').map(Number);
-    if (major < 3 || (major === 3 && minor < 45)) {
-      throw new TollgateError('store_unavailable', `sqliteStore needs SQLite 3.45 or newer (it stores events as JSONB); this better-sqlite3 runs SQLite ${version}. Install better-sqlite3@12, which bundles a newer SQLite.`);
-    }
+    requireJsonb(String(db.prepare('SELECT sqlite_version()').pluck().get()));
     db.transaction(() => {
       db.exec(`CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
       const applied = new Set(db.prepare(`SELECT version FROM ${MIGRATIONS_TABLE}`).pluck().all() as number[]);
