@@ -2,7 +2,7 @@ import type { CounterOperation, CounterResult, RecordOperation, ReleaseOperation
 
 /** How long a failed counter update is retried: well inside the 15 minutes a counters store remembers event ids. */
 export const CATCH_UP_MAX_AGE_MS = 10 * 60_000;
-/** At most this many failed updates wait; past it the oldest are given up. */
+/** At most this many events (and releases) wait; past it the oldest updates are given up. */
 export const CATCH_UP_MAX_QUEUED = 10_000;
 const FIRST_DELAY_MS = 100;
 const MAX_DELAY_MS = 5_000;
@@ -11,6 +11,8 @@ type Update = RecordOperation | ReleaseOperation;
 
 interface Queued {
   op: Update;
+  /** Events in the update (a release counts one). */
+  weight: number;
   /** When the update first failed (the engine's clock). */
   since: number;
 }
@@ -24,11 +26,13 @@ interface Queued {
  * Retries run in the order the updates failed, one at a time: on a timer that backs off from
  * 100 ms to 5 s, and at once when an update of the engine succeeds (the store is back). An
  * update failing for longer than {@link CATCH_UP_MAX_AGE_MS} is given up, as are the oldest
- * beyond {@link CATCH_UP_MAX_QUEUED}: their counters catch up when their window ends or their
- * slot is rebuilt from the ledger.
+ * while more than {@link CATCH_UP_MAX_QUEUED} events wait: their counters catch up when their
+ * window ends or their slot is rebuilt from the ledger.
  */
 export class CounterCatchUp {
   private queue: Queued[] = [];
+  /** The weight of the queue. */
+  private weight = 0;
   private timer: NodeJS.Timeout | null = null;
   private delay = FIRST_DELAY_MS;
   private running: Promise<void> | null = null;
@@ -51,8 +55,12 @@ export class CounterCatchUp {
   add(ops: Update[]): void {
     if (this.closed) return;
     const since = this.clock();
-    for (const op of ops) this.queue.push({ op, since });
-    if (this.queue.length > CATCH_UP_MAX_QUEUED) this.queue.splice(0, this.queue.length - CATCH_UP_MAX_QUEUED);
+    for (const op of ops) {
+      const weight = op.type === 'record' ? op.items.length : 1;
+      this.queue.push({ op, since, weight });
+      this.weight += weight;
+    }
+    while (this.weight > CATCH_UP_MAX_QUEUED) this.drop();
     this.schedule();
   }
 
@@ -78,6 +86,7 @@ export class CounterCatchUp {
     this.timer = null;
     if (this.queue.length > 0) await this.flush();
     this.queue = [];
+    this.weight = 0;
   }
 
   private async drain(): Promise<void> {
@@ -85,7 +94,7 @@ export class CounterCatchUp {
       const { op, since } = this.queue[0];
       const now = this.clock();
       if (now - since > CATCH_UP_MAX_AGE_MS) {
-        this.queue.shift();
+        this.drop();
         continue;
       }
       let result: CounterResult;
@@ -95,10 +104,15 @@ export class CounterCatchUp {
         this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
         return;
       }
-      this.queue.shift();
+      this.drop();
       this.delay = FIRST_DELAY_MS;
       if (op.type === 'record') this.landed(op, result);
     }
+  }
+
+  /** Takes the oldest update off the queue. */
+  private drop(): void {
+    this.weight -= this.queue.shift()!.weight;
   }
 
   private schedule(): void {

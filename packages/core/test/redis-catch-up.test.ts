@@ -141,6 +141,24 @@ suite('counter updates Redis could not take are applied when it can', () => {
     await tollgate.close();
   }, 30_000);
 
+  test('while more than 10,000 events wait, the oldest updates are given up', async () => {
+    const tollgate = engine();
+    await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 0 } });
+    await admin.config('SET', 'maxmemory', '1');
+    try {
+      // 11 batches of 1000: the first (5 tokens each) is given up when the 11th arrives.
+      for (let b = 0; b < 11; b++) {
+        await tollgate.events.batchIngest({ events: Array.from({ length: 1000 }, () => ({ customerId: 'c', eventType: 'x', values: { tokens: b === 0 ? 5 : 1 } })) });
+      }
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+    }
+    await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 0 } });
+    await until('the counters to catch up', async () => (await used(tollgate)) === 10_000, 10_000);
+    expect((await tollgate.events.getSummary({ customerId: 'c' })).values.tokens).toBe(15_000);
+    await tollgate.close();
+  }, 60_000);
+
   test('close() makes one last attempt to apply what waits', async () => {
     const tollgate = engine();
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } });
