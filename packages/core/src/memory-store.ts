@@ -1,5 +1,5 @@
 import { eventMatchesQuery, eventMatchesSource, fieldOf } from './matching.js';
-import { addToState, amountsByHoldId, emptyState, holdAmount, reachedThresholds, slotAllows, usedWith, valueOf } from './slots.js';
+import { addToState, emptyState, holdAmount, reachedThresholds, slotAllows, usedWith, valueOf } from './slots.js';
 import {
   STORE_CONTRACT_VERSION,
   type CounterOperation,
@@ -409,10 +409,8 @@ class MemoryStore implements Store {
     switch (slot.aggregation) {
       case 'sum': case 'count': case 'unique':
         return value + s.held;
-      case 'max':
-        return usedWith('max', s, Array.from(s.holds.values(), (h) => h.amount));
-      case 'latest':
-        return usedWith('latest', s, amountsByHoldId(Array.from(s.holds.values(), (h) => [h.id, h.amount] as const)));
+      case 'max': case 'latest':
+        return usedWith(slot.aggregation, s, Array.from(s.holds.values(), (h) => [h.id, h.amount] as const));
       default:
         return value;
     }

@@ -36,33 +36,33 @@ export function holdAmount(slot: CounterSlot, isNewDistinct: boolean): number | 
 }
 
 /**
- * Usage: the aggregate plus open holds. Holds add to sum, count and unique; max takes the largest;
- * latest takes the last one, so for latest pass them by hold id ({@link amountsByHoldId}):
- * reservation ids sort by when they were made, so the newest reservation's estimate counts, on
- * every store alike (not the one placed last, which concurrent callers can swap).
+ * Usage: the aggregate plus open holds, given as `[holdId, amount]` pairs in any order. Holds add
+ * to sum, count and unique; max takes the largest; latest takes the newest reservation's amount,
+ * the one with the greatest hold id (reservation ids sort by when they were made), so every store
+ * reads the same hold whatever order it keeps them in.
  */
-export function usedWith(aggregation: Aggregation, state: SlotState, holds: Iterable<number>): number {
+export function usedWith(aggregation: Aggregation, state: SlotState, holds: Iterable<readonly [holdId: string, amount: number]>): number {
   let used = valueOf(aggregation, state);
   switch (aggregation) {
     case 'sum': case 'count': case 'unique':
-      for (const h of holds) used += h;
+      for (const h of holds) used += h[1];
       return used;
     case 'max':
-      for (const h of holds) if (h > used) used = h;
+      for (const h of holds) if (h[1] > used) used = h[1];
       return used;
-    case 'latest':
-      for (const h of holds) used = h;
+    case 'latest': {
+      let newest = '';
+      for (const h of holds) {
+        if (h[0] >= newest) {
+          newest = h[0];
+          used = h[1];
+        }
+      }
       return used;
+    }
     default:
       return used;
   }
-}
-
-/** Open holds' amounts ordered by hold id (`[holdId, amount]` pairs in any order), as {@link usedWith} reads them. */
-export function amountsByHoldId(holds: Iterable<readonly [string, number]>): number[] {
-  return Array.from(holds)
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-    .map((h) => h[1]);
 }
 
 /** Usage if this slot's contribution were added now. */

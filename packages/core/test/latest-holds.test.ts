@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import Database from 'better-sqlite3';
-import { memoryStore, type CounterSlot, type CounterStore } from '@tollgate/core';
+import { emptyState, memoryStore, usedWith, type CounterSlot, type CounterStore } from '@tollgate/core';
 import { sqliteStore } from '@tollgate/core/sqlite';
 
 // With several open holds, a latest meter reads the newest reservation's, by hold id: ids sort
@@ -51,4 +51,17 @@ describe.each(stores)('latest with holds placed out of id order: %s', (_name, ma
     await store.apply({ type: 'release', now: T0, holdId: 'rsv_0000000003', slots: [slot(30)] });
     expect(await used()).toBe(20);
   });
+});
+
+test('usedWith takes holds in any order: latest reads the greatest hold id, max the largest, sum all', () => {
+  const state = { ...emptyState(), count: 2, sum: 10, min: 4, max: 6, latest: 4, latestAt: T0 };
+  const holds: Array<[string, number]> = [['rsv_b', 5], ['rsv_c', 3], ['rsv_a', 9]];
+  for (const order of [holds, [...holds].reverse(), [holds[1], holds[0], holds[2]]]) {
+    expect(usedWith('latest', state, order)).toBe(3);
+    expect(usedWith('max', state, order)).toBe(9);
+    expect(usedWith('sum', state, order)).toBe(27);
+    expect(usedWith('count', state, order)).toBe(19);
+  }
+  expect(usedWith('latest', state, [])).toBe(4);
+  expect(usedWith('min', state, holds)).toBe(4);
 });

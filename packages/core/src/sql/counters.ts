@@ -4,7 +4,7 @@
  * `slots.ts` exactly as the memory store does, and writes back the {@link CounterWrites}. Keeping
  * the decision in JavaScript means SQLite, Postgres and memory cannot drift apart.
  */
-import { addToState, amountsByHoldId, holdAmount, reachedThresholds, slotAllows, usedWith } from '../slots.js';
+import { addToState, holdAmount, reachedThresholds, slotAllows, usedWith } from '../slots.js';
 import { assertStorable } from './common.js';
 import type { CounterOperation, CounterResult, CounterSlot, SlotState, StoredEvent } from '../store.js';
 
@@ -120,7 +120,7 @@ function isNewDistinct(slot: CounterSlot, s: LoadedSlot): boolean {
 }
 
 function usedOf(slot: CounterSlot, s: LoadedSlot): number {
-  return usedWith(slot.aggregation, s.state, slot.aggregation === 'latest' ? amountsByHoldId(s.holds) : s.holds.values());
+  return usedWith(slot.aggregation, s.state, s.holds);
 }
 
 /**
