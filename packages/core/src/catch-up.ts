@@ -46,6 +46,19 @@ export class CounterCatchUp {
     private readonly clock: () => number,
   ) {}
 
+  /**
+   * Ids of waiting events counted in slot `key`: a slot rebuilt from the ledger already has them,
+   * so the rebuild must mark them counted, or their retry would count them again.
+   */
+  eventIdsIn(key: string): string[] {
+    const ids: string[] = [];
+    for (const { op } of this.queue) {
+      if (op.type !== 'record') continue;
+      for (const item of op.items) if (item.slots.some((slot) => slot.key === key)) ids.push(item.event.id);
+    }
+    return ids;
+  }
+
   /** Updates waiting to be applied. */
   get size(): number {
     return this.queue.length;
@@ -91,7 +104,8 @@ export class CounterCatchUp {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const { op, since } = this.queue[0];
+      const head = this.queue[0];
+      const { op, since } = head;
       const now = this.clock();
       if (now - since > CATCH_UP_MAX_AGE_MS) {
         this.drop();
@@ -104,7 +118,8 @@ export class CounterCatchUp {
         this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
         return;
       }
-      this.drop();
+      // add() may have given up the head while it was in flight: then it is gone already.
+      if (this.queue[0] === head) this.drop();
       this.delay = FIRST_DELAY_MS;
       if (op.type === 'record') this.landed(op, result);
     }

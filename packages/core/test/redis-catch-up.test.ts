@@ -159,6 +159,31 @@ suite('counter updates Redis could not take are applied when it can', () => {
     await tollgate.close();
   }, 60_000);
 
+  test('a slot rebuilt while a backdated update waits counts that update once', async () => {
+    const now = Date.parse('2026-06-01T12:00:00Z');
+    const tollgate = createTollgate({
+      store: memoryStore(),
+      counters: redisCounters({ url: `redis://127.0.0.1:${port}`, prefix: `catch-up-${prefixes++}:` }),
+      meters,
+      limits,
+      now: () => now,
+    });
+    await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 5 } });
+    await admin.config('SET', 'maxmemory', '1');
+    try {
+      // 20 minutes back: older than the recent events a rebuild marks counted on its own.
+      await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 3 }, timestamp: new Date(now - 20 * 60_000) });
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+    }
+    await admin.flushall(); // Redis lost everything: the next update rebuilds the slot from the ledger
+    await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 0 } });
+    await tollgate.close(); // and the waiting update is retried
+    const other = createTollgate({ store: memoryStore(), counters: redisCounters({ url: `redis://127.0.0.1:${port}`, prefix: `catch-up-${prefixes - 1}:` }), meters, limits, now: () => now });
+    expect(await used(other)).toBe(8);
+    await other.close();
+  }, 30_000);
+
   test('close() makes one last attempt to apply what waits', async () => {
     const tollgate = engine();
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } });
