@@ -59,11 +59,6 @@ export class CounterCatchUp {
     return ids;
   }
 
-  /** Updates waiting to be applied. */
-  get size(): number {
-    return this.queue.length;
-  }
-
   /** Queues updates that failed, in order. */
   add(ops: Update[]): void {
     if (this.closed) return;

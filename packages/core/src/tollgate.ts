@@ -570,12 +570,10 @@ class Engine {
         return { slot, state: await this.ledger.meterState(slot.source), recentEventIds: [] };
       }),
     );
-    if (this.catchUp.size > 0) {
-      // Events whose counter update waits to be retried are in the ledger, so in the seed: mark them counted.
-      for (const seed of seeds) {
-        const waiting = this.catchUp.eventIdsIn(seed.slot.key);
-        if (waiting.length > 0) seed.recentEventIds = [...seed.recentEventIds, ...waiting];
-      }
+    // Events whose counter update waits to be retried are in the ledger, so in the seed: mark them counted.
+    for (const seed of seeds) {
+      const waiting = this.catchUp.eventIdsIn(seed.slot.key);
+      if (waiting.length > 0) seed.recentEventIds = [...seed.recentEventIds, ...waiting];
     }
     if (op.type === 'record') {
       // The events of this operation are in the ledger already, so in the seed: mark them counted.

@@ -34,36 +34,45 @@ suite('counter updates Redis could not take are applied when it can', () => {
     server?.kill('SIGKILL');
   });
 
-  function engine(alerts: AlertEvent[] = []): Tollgate {
-    return createTollgate({
+  /** An engine on Redis keys of its own, or under `prefix` (another instance of the same app). */
+  function engine({ alerts = [], now, prefix = `catch-up-${prefixes++}:` }: { alerts?: AlertEvent[]; now?: () => number; prefix?: string } = {}) {
+    const tollgate = createTollgate({
       store: memoryStore(),
-      counters: redisCounters({ url: `redis://127.0.0.1:${port}`, prefix: `catch-up-${prefixes++}:` }),
+      counters: redisCounters({ url: `redis://127.0.0.1:${port}`, prefix }),
       meters,
       limits,
       onStoreError: 'closed',
       storeTimeoutMs: 300,
       onAlert: (a) => void alerts.push(a),
+      now,
     });
+    return Object.assign(tollgate, { prefix });
+  }
+  /** Runs `fn` while Redis refuses writes (out of memory), which it takes again afterwards. */
+  async function outOfMemory(fn: () => Promise<void>): Promise<void> {
+    await admin.config('SET', 'maxmemory', '1');
+    try {
+      await fn();
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+    }
   }
   const used = async (tollgate: Tollgate) => (await tollgate.limits.check({ customerId: 'c' })).limits[0].used;
 
   test('updates refused while Redis was out of memory land once it takes writes, with their alerts', async () => {
     const alerts: AlertEvent[] = [];
-    const tollgate = engine(alerts);
+    const tollgate = engine({ alerts });
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 5 } });
     expect(await used(tollgate)).toBe(5);
 
-    await admin.config('SET', 'maxmemory', '1');
-    try {
+    await outOfMemory(async () => {
       // Both reach the ledger; Redis refuses both counter updates (OOM, before the script writes anything).
       expect((await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 7 } })).recorded).toBe(true);
       expect((await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 4 } })).recorded).toBe(true);
       // Reads still answer: the counters miss the 11 tokens.
       expect(await used(tollgate)).toBe(5);
       expect(alerts).toEqual([]);
-    } finally {
-      await admin.config('SET', 'maxmemory', '0');
-    }
+    });
 
     // Nothing else is recorded: the retry timer applies both, in order, and the first one's alert fires.
     await until('the counters to catch up', async () => (await used(tollgate)) === 16, 10_000);
@@ -77,14 +86,11 @@ suite('counter updates Redis could not take are applied when it can', () => {
   test('a record after Redis is back applies the waiting updates at once, before the retry timer', async () => {
     const tollgate = engine();
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } });
-    await admin.config('SET', 'maxmemory', '1');
-    try {
+    await outOfMemory(async () => {
       // Failed retries back off the timer: 100 ms, then 200, 400, 800, 1600 (the next at about 3.1 s).
       for (let i = 0; i < 6; i++) await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } });
       await new Promise((r) => setTimeout(r, 2_000));
-    } finally {
-      await admin.config('SET', 'maxmemory', '0');
-    }
+    });
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 2 } });
     await until('the counters to catch up', async () => (await used(tollgate)) === 9, 300);
     await tollgate.close();
@@ -115,22 +121,13 @@ suite('counter updates Redis could not take are applied when it can', () => {
 
   test('an update refused for longer than 10 minutes is given up: Redis may have forgotten its event id', async () => {
     let now = Date.parse('2026-06-01T12:00:00Z');
-    const tollgate = createTollgate({
-      store: memoryStore(),
-      counters: redisCounters({ url: `redis://127.0.0.1:${port}`, prefix: `catch-up-${prefixes++}:` }),
-      meters,
-      limits,
-      now: () => now,
-    });
+    const tollgate = engine({ now: () => now });
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } });
-    await admin.config('SET', 'maxmemory', '1');
-    try {
+    await outOfMemory(async () => {
       await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 5 } });
       now += 10 * 60_000 + 1;
       await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 3 } });
-    } finally {
-      await admin.config('SET', 'maxmemory', '0');
-    }
+    });
     now += 1;
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 2 } });
     await until('the counters to catch up', async () => (await used(tollgate)) === 6, 2_000);
@@ -144,15 +141,12 @@ suite('counter updates Redis could not take are applied when it can', () => {
   test('while more than 10,000 events wait, the oldest updates are given up', async () => {
     const tollgate = engine();
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 0 } });
-    await admin.config('SET', 'maxmemory', '1');
-    try {
+    await outOfMemory(async () => {
       // 11 batches of 1000: the first (5 tokens each) is given up when the 11th arrives.
       for (let b = 0; b < 11; b++) {
         await tollgate.events.batchIngest({ events: Array.from({ length: 1000 }, () => ({ customerId: 'c', eventType: 'x', values: { tokens: b === 0 ? 5 : 1 } })) });
       }
-    } finally {
-      await admin.config('SET', 'maxmemory', '0');
-    }
+    });
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 0 } });
     await until('the counters to catch up', async () => (await used(tollgate)) === 10_000, 10_000);
     expect((await tollgate.events.getSummary({ customerId: 'c' })).values.tokens).toBe(15_000);
@@ -161,25 +155,16 @@ suite('counter updates Redis could not take are applied when it can', () => {
 
   test('a slot rebuilt while a backdated update waits counts that update once', async () => {
     const now = Date.parse('2026-06-01T12:00:00Z');
-    const tollgate = createTollgate({
-      store: memoryStore(),
-      counters: redisCounters({ url: `redis://127.0.0.1:${port}`, prefix: `catch-up-${prefixes++}:` }),
-      meters,
-      limits,
-      now: () => now,
-    });
+    const tollgate = engine({ now: () => now });
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 5 } });
-    await admin.config('SET', 'maxmemory', '1');
-    try {
+    await outOfMemory(async () => {
       // 20 minutes back: older than the recent events a rebuild marks counted on its own.
       await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 3 }, timestamp: new Date(now - 20 * 60_000) });
-    } finally {
-      await admin.config('SET', 'maxmemory', '0');
-    }
+    });
     await admin.flushall(); // Redis lost everything: the next update rebuilds the slot from the ledger
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 0 } });
     await tollgate.close(); // and the waiting update is retried
-    const other = createTollgate({ store: memoryStore(), counters: redisCounters({ url: `redis://127.0.0.1:${port}`, prefix: `catch-up-${prefixes - 1}:` }), meters, limits, now: () => now });
+    const other = engine({ now: () => now, prefix: tollgate.prefix });
     expect(await used(other)).toBe(8);
     await other.close();
   }, 30_000);
@@ -187,17 +172,13 @@ suite('counter updates Redis could not take are applied when it can', () => {
   test('close() makes one last attempt to apply what waits', async () => {
     const tollgate = engine();
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } });
-    await admin.config('SET', 'maxmemory', '1');
-    try {
+    await outOfMemory(async () => {
       await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 6 } });
       await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 6 } });
-    } finally {
-      await admin.config('SET', 'maxmemory', '0');
-    }
+    });
     // Another engine (another instance of the app) sees the counters the closing one left.
-    const prefix = `catch-up-${prefixes - 1}:`;
     await tollgate.close();
-    const other = createTollgate({ store: memoryStore(), counters: redisCounters({ url: `redis://127.0.0.1:${port}`, prefix }), meters, limits });
+    const other = engine({ prefix: tollgate.prefix });
     expect(await used(other)).toBe(13);
     await other.close();
   }, 30_000);
