@@ -731,8 +731,8 @@ class Engine {
       let result: CounterResult;
       try {
         result = await this.timed(this.applyCounters(op));
-      } catch {
-        this.catchUp.add(updates.slice(i));
+      } catch (error) {
+        this.catchUp.add(updates.slice(i), error);
         break;
       }
       if (op.type === 'record') this.emitAlerts(op.items, result, now);

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest';
 import { createTollgate, memoryStore, type AlertEvent, type Tollgate } from '@tollgate/core';
 import { redisCounters } from '@tollgate/core/redis';
 import { freePort, redisServerInstalled, startRedisServer, until } from './fixtures/redis-server.js';
@@ -33,6 +33,7 @@ suite('counter updates Redis could not take are applied when it can', () => {
     await admin?.quit().catch(() => {});
     server?.kill('SIGKILL');
   });
+  afterEach(() => vi.restoreAllMocks());
 
   /** An engine on Redis keys of its own, or under `prefix` (another instance of the same app). */
   function engine({ alerts = [], now, prefix = `catch-up-${prefixes++}:` }: { alerts?: AlertEvent[]; now?: () => number; prefix?: string } = {}) {
@@ -57,7 +58,12 @@ suite('counter updates Redis could not take are applied when it can', () => {
       await admin.config('SET', 'maxmemory', '0');
     }
   }
-  const used = async (tollgate: Tollgate) => (await tollgate.limits.check({ customerId: 'c' })).limits[0].used;
+  const used = async (tollgate: Tollgate, customerId = 'c') => (await tollgate.limits.check({ customerId })).limits[0].used;
+  /** Starts collecting the process warnings that say counter updates were given up. */
+  function watchGiveUps(): () => string[] {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    return () => warn.mock.calls.filter((call) => (call[1] as { code?: string } | undefined)?.code === 'TOLLGATE_COUNTERS_BEHIND').map((call) => String(call[0]));
+  }
 
   test('updates refused while Redis was out of memory land once it takes writes, with their alerts', async () => {
     const alerts: AlertEvent[] = [];
@@ -120,6 +126,7 @@ suite('counter updates Redis could not take are applied when it can', () => {
   }, 30_000);
 
   test('an update refused for longer than 10 minutes is given up: Redis may have forgotten its event id', async () => {
+    const givenUp = watchGiveUps();
     let now = Date.parse('2026-06-01T12:00:00Z');
     const tollgate = engine({ now: () => now });
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } });
@@ -135,10 +142,12 @@ suite('counter updates Redis could not take are applied when it can', () => {
     expect(await used(tollgate)).toBe(6);
     // The ledger has all four: the given-up update's counter catches up when its slot is rebuilt.
     expect((await tollgate.events.getSummary({ customerId: 'c' })).values.tokens).toBe(11);
+    expect(givenUp()).toEqual([expect.stringMatching(/gave up 1 counter update\(s\) of 1 event\(s\): the counters store refused them for over 10 minutes/)]);
     await tollgate.close();
   }, 30_000);
 
   test('while more than 10,000 events wait, the oldest updates are given up', async () => {
+    const givenUp = watchGiveUps();
     const tollgate = engine();
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 0 } });
     await outOfMemory(async () => {
@@ -150,6 +159,7 @@ suite('counter updates Redis could not take are applied when it can', () => {
     await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 0 } });
     await until('the counters to catch up', async () => (await used(tollgate)) === 10_000, 10_000);
     expect((await tollgate.events.getSummary({ customerId: 'c' })).values.tokens).toBe(15_000);
+    expect(givenUp()).toEqual([expect.stringMatching(/gave up 1 counter update\(s\) of 1000 event\(s\): more than 10000 events were waiting/)]);
     await tollgate.close();
   }, 60_000);
 
@@ -181,5 +191,48 @@ suite('counter updates Redis could not take are applied when it can', () => {
     const other = engine({ prefix: tollgate.prefix });
     expect(await used(other)).toBe(13);
     await other.close();
+  }, 30_000);
+
+  /** An engine that has counted one event of customer p and one of c; with the Redis keys of p's counters. */
+  async function customersPAndC() {
+    const tollgate = engine();
+    await tollgate.events.record({ customerId: 'p', eventType: 'x', values: { tokens: 1 } });
+    await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } });
+    const keys = await admin.keys(`${tollgate.prefix}{p}*`);
+    expect(keys.length).toBeGreaterThan(0);
+    return { tollgate, keys };
+  }
+
+  test('an update Redis rejects for itself is given up at once, with a warning, and holds back none behind it', async () => {
+    const givenUp = watchGiveUps();
+    const { tollgate, keys } = await customersPAndC();
+    // Another app wrote plain strings over customer p's counters: every update of them fails with WRONGTYPE.
+    for (const key of keys) await admin.set(key, 'not a hash');
+    expect((await tollgate.events.record({ customerId: 'p', eventType: 'x', values: { tokens: 3 } })).recorded).toBe(true);
+    expect(givenUp()).toEqual([expect.stringMatching(/gave up 1 counter update\(s\) of 1 event\(s\): the counters store refused them in a way retrying cannot mend \(WRONGTYPE/)]);
+
+    await outOfMemory(async () => {
+      await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 2 } });
+    });
+    // The waiting update of c lands on the first retry; p's would have stood before it for 10 minutes.
+    await until('the counters to catch up', async () => (await used(tollgate)) === 3, 2_000);
+    expect((await tollgate.events.getSummary({ customerId: 'p' })).values.tokens).toBe(4);
+    await tollgate.close();
+    expect(givenUp()).toHaveLength(1);
+  }, 30_000);
+
+  test('a waiting update that Redis then rejects for itself is given up, and the ones behind it land', async () => {
+    const givenUp = watchGiveUps();
+    const { tollgate, keys } = await customersPAndC();
+    for (const key of keys) await admin.set(`${key}:junk`, 'not a hash');
+    await outOfMemory(async () => {
+      await tollgate.events.record({ customerId: 'p', eventType: 'x', values: { tokens: 3 } });
+      await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 2 } });
+      // Meanwhile another app puts plain strings over customer p's counters (RENAME needs no memory).
+      for (const key of keys) await admin.rename(`${key}:junk`, key);
+    });
+    await until('the counters to catch up', async () => (await used(tollgate)) === 3, 2_000);
+    expect(givenUp()).toEqual([expect.stringMatching(/gave up 1 counter update\(s\) of 1 event\(s\): .* \(WRONGTYPE/)]);
+    await tollgate.close();
   }, 30_000);
 });
