@@ -111,6 +111,15 @@ function windowSeconds(l: LimitStatus): number | null {
   return lastSeconds;
 }
 
+/**
+ * Quota units as the drafts define them: a non-negative integer. A limit on a fractional meter
+ * (dollars) is advertised in whole units, rounded down, so a client never hears of more than is
+ * left; the JSON body keeps the exact figures.
+ */
+function units(n: number): string {
+  return String(Math.max(0, Math.floor(n)));
+}
+
 /** A structured-field string (RFC 8941 §3.3.3): printable ASCII with `"` and `\` escaped. */
 function sfString(value: string): string {
   return `"${value.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, '\\$&')}"`;
@@ -123,8 +132,9 @@ function sfString(value: string): string {
  * same policy. draft-8: `RateLimit-Policy: "daily-tokens";q=100000;w=86400, ...` and
  * `RateLimit: "daily-tokens";r=512;t=4242, ...` naming every hard limit by its id, most
  * constrained first. draft-6/7 and legacy headers advertise the most constrained limit only.
- * Reset and window are left out for `all_time` limits, which never reset. No applicable hard
- * limit: no headers.
+ * Reset and window are left out for `all_time` limits, which never reset. Limit and remaining
+ * are whole units, rounded down (a limit of 1.5 dollars with 0.3 left reads 1 and 0). No
+ * applicable hard limit: no headers.
  *
  * @example
  * for (const [name, value] of Object.entries(rateLimitHeaders(decision.limits, { standardHeaders: 'draft-7', legacyHeaders: false })))
@@ -140,11 +150,11 @@ export function rateLimitHeaders(limits: readonly LimitStatus[], options: Header
     if (ranked.length === 0) return headers;
     headers['RateLimit-Policy'] = ranked.map((l) => {
       const w = windowSeconds(l);
-      return `${sfString(l.limitId)};q=${l.limit}${w === null ? '' : `;w=${w}`}`;
+      return `${sfString(l.limitId)};q=${units(l.limit)}${w === null ? '' : `;w=${w}`}`;
     }).join(', ');
     headers.RateLimit = ranked.map((l) => {
       const t = secondsUntilReset(l, now);
-      return `${sfString(l.limitId)};r=${l.remaining}${t === null ? '' : `;t=${t}`}`;
+      return `${sfString(l.limitId)};r=${units(l.remaining)}${t === null ? '' : `;t=${t}`}`;
     }).join(', ');
   }
   const top = mostConstrained(limits);
@@ -152,17 +162,17 @@ export function rateLimitHeaders(limits: readonly LimitStatus[], options: Header
   const reset = secondsUntilReset(top, now);
   const w = windowSeconds(top);
   if (standardHeaders === 'draft-6') {
-    headers['RateLimit-Policy'] = w === null ? `${top.limit}` : `${top.limit};w=${w}`;
-    headers['RateLimit-Limit'] = String(top.limit);
-    headers['RateLimit-Remaining'] = String(top.remaining);
+    headers['RateLimit-Policy'] = w === null ? units(top.limit) : `${units(top.limit)};w=${w}`;
+    headers['RateLimit-Limit'] = units(top.limit);
+    headers['RateLimit-Remaining'] = units(top.remaining);
     if (reset !== null) headers['RateLimit-Reset'] = String(reset);
   } else if (standardHeaders === 'draft-7') {
-    headers['RateLimit-Policy'] = w === null ? `${top.limit}` : `${top.limit};w=${w}`;
-    headers.RateLimit = `limit=${top.limit}, remaining=${top.remaining}${reset === null ? '' : `, reset=${reset}`}`;
+    headers['RateLimit-Policy'] = w === null ? units(top.limit) : `${units(top.limit)};w=${w}`;
+    headers.RateLimit = `limit=${units(top.limit)}, remaining=${units(top.remaining)}${reset === null ? '' : `, reset=${reset}`}`;
   }
   if (legacyHeaders) {
-    headers['X-RateLimit-Limit'] = String(top.limit);
-    headers['X-RateLimit-Remaining'] = String(top.remaining);
+    headers['X-RateLimit-Limit'] = units(top.limit);
+    headers['X-RateLimit-Remaining'] = units(top.remaining);
     if (top.reset !== null) headers['X-RateLimit-Reset'] = String(top.reset);
   }
   return headers;

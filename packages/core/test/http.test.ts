@@ -121,6 +121,25 @@ describe('rateLimitHeaders', () => {
     });
   });
 
+  it('advertises whole quota units, rounded down, for a limit on a fractional meter', () => {
+    // 1.5 dollars with 0.3 left (in floating point, 1.5 - 1.2 is 0.30000000000000004).
+    const dollars = status({ limit: 1.5, used: 1.2, remaining: 1.5 - 1.2 });
+    expect(rateLimitHeaders([dollars], { standardHeaders: 'draft-6', legacyHeaders: true, now: NOW })).toEqual({
+      'RateLimit-Policy': '1;w=60',
+      'RateLimit-Limit': '1',
+      'RateLimit-Remaining': '0',
+      'RateLimit-Reset': '30',
+      'X-RateLimit-Limit': '1',
+      'X-RateLimit-Remaining': '0',
+      'X-RateLimit-Reset': String(Date.parse('2025-03-10T12:01:00.000Z') / 1000),
+    });
+    expect(rateLimitHeaders([dollars], { standardHeaders: 'draft-7', legacyHeaders: false, now: NOW }).RateLimit).toBe('limit=1, remaining=0, reset=30');
+    expect(rateLimitHeaders([dollars], { standardHeaders: 'draft-8', legacyHeaders: false, now: NOW })).toEqual({
+      'RateLimit-Policy': '"per-minute";q=1;w=60',
+      RateLimit: '"per-minute";r=0;t=30',
+    });
+  });
+
   it('sends nothing without limits or with every header kind off', () => {
     expect(rateLimitHeaders([], { standardHeaders: 'draft-6', legacyHeaders: true })).toEqual({});
     expect(rateLimitHeaders([status()], { standardHeaders: false, legacyHeaders: false })).toEqual({});
