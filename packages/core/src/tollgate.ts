@@ -371,7 +371,10 @@ class Engine {
   private readonly zoneWindows = new Map<string, WindowCache>();
   private initialized = false;
   private anonymous: CustomerContext | null = null;
-  private readonly initializing: Promise<void>;
+  /** The latest start-up attempt; see {@link whenReady}. */
+  private initializing: Promise<void>;
+  /** The latest start-up attempt failed: the next call that needs it starts another. */
+  private initFailed = false;
   /** Counter updates that failed after their events reached the ledger, applied again until they land. */
   private readonly catchUp: CounterCatchUp;
 
@@ -416,13 +419,33 @@ class Engine {
     this.declaredMeters = (options.meters ?? []).map((m, i) => parse(createMeterSchema, m, `options.meters[${i}]`));
     this.declaredLimits = (options.limits ?? []).map((l, i) => parse(createLimitSchema, l, `options.limits[${i}]`));
     this.catchUp = new CounterCatchUp((op) => this.timed(this.applyCounters(op)), (op, result) => this.emitAlerts(op.items, result, this.clock()), this.clock);
-    this.initializing = this.init();
-    this.initializing.catch(() => {});
+    this.initializing = this.startInit();
     const immediate: Immediate = { check: (input) => this.checkNow(input), record: (input) => this.recordNow(input) };
     Object.defineProperty(this.api, IMMEDIATE, { value: immediate });
   }
 
   // ── start-up and caches ──────────────────────────────────────────────────
+
+  private startInit(): Promise<void> {
+    const attempt = this.init();
+    attempt.catch(() => {
+      if (this.initializing === attempt) this.initFailed = true;
+    });
+    return attempt;
+  }
+
+  /**
+   * Start-up (opening the stores, creating declared meters and limits), tried again when the last
+   * attempt failed: a database that is down while the service starts is not fatal, and calls
+   * succeed once it is back. Concurrent callers share one attempt.
+   */
+  private whenReady(): Promise<void> {
+    if (this.initFailed) {
+      this.initFailed = false;
+      this.initializing = this.startInit();
+    }
+    return this.initializing;
+  }
 
   private async init(): Promise<void> {
     await this.ledger.init?.();
@@ -522,7 +545,7 @@ class Engine {
   }
 
   private async ensureReady(): Promise<void> {
-    if (!this.initialized) await this.initializing;
+    if (!this.initialized) await this.whenReady();
   }
 
   // ── slots and decisions ──────────────────────────────────────────────────
@@ -792,7 +815,7 @@ class Engine {
 
   private recordNow(input: unknown): RecordResult | Promise<RecordResult> {
     const parsed = parseRecordEvent(input);
-    if (!this.initialized) return this.initializing.then(() => this.recordParsed(parsed));
+    if (!this.initialized) return this.whenReady().then(() => this.recordParsed(parsed));
     return this.recordParsed(parsed);
   }
 
@@ -809,7 +832,8 @@ class Engine {
 
   private checkNow(input: unknown): CheckResult | Promise<CheckResult> {
     const parsed = parseCheck(input);
-    if (!this.initialized) return this.initializing.then(() => this.checkParsed(parsed));
+    // A start-up that failed is a store failure: the onStoreError policy answers.
+    if (!this.initialized) return this.whenReady().then(() => this.checkParsed(parsed), (error: unknown) => this.failedCheck(error));
     return this.checkParsed(parsed);
   }
 
@@ -1030,13 +1054,14 @@ class Engine {
 
     reserve: async (input) => {
       const parsed = parseReserve(input);
-      if (!this.initialized) await this.initializing;
+      const startUp = this.initialized ? null : await this.whenReady().then(() => null, (error: unknown) => ({ error }));
       const at = this.clock();
       const id = newId('rsv', at);
       const expiresAt = at + (parsed.ttlMs ?? this.holdTtlMs);
       let slots: LimitSlot[] = [];
       let result: { allowed: boolean; slots: CounterResult['slots']; reason: DecisionReason };
       try {
+        if (startUp !== null) throw startUp.error;
         const p = this.prepare(parsed.customerId, true, at);
         const { defs, context } = p instanceof Promise ? await p : p;
         slots = this.slotsFor(defs, parsed, false, at, context, parsed.estimate);
@@ -1045,7 +1070,7 @@ class Engine {
           : this.decide({ type: 'reserve', now: at, holdId: id, expiresAt, slots });
         result = decided instanceof Promise ? await decided : decided;
       } catch (error) {
-        // The ledger failed while resolving the customer or the definitions: the policy decides, and nothing is held.
+        // The ledger failed while starting up or resolving the customer or the definitions: the policy decides, and nothing is held.
         slots = [];
         result = { ...this.storePolicy(error), slots: [] };
       }
@@ -1061,6 +1086,7 @@ class Engine {
         retryAfter,
         commit: async (commitInput = {}) => {
           const c = parseCommit(commitInput);
+          if (!this.initialized) await this.whenReady();
           if (!result.allowed) {
             throw new TollgateError('limit_exceeded', `Reservation ${id} was denied; there is nothing to commit. Check reservation.allowed before doing the work.`, { limits, retryAfter });
           }
@@ -1088,7 +1114,7 @@ class Engine {
       };
     },
 
-    ready: () => this.initializing,
+    ready: () => this.whenReady(),
 
     close: async () => {
       await this.initializing.catch(() => {});

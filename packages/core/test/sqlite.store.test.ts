@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -215,4 +215,43 @@ describe('sqliteStore', () => {
     db.close();
     await tollgate.close();
   }, 60_000);
+});
+
+describe('a database that cannot be opened when the service starts', () => {
+  // The directory does not exist yet, so SQLite cannot open the file: as a database that is down
+  // while the service starts. It is made a moment later, as the database comes back.
+  const engineOnMissingDirectory = (onStoreError: 'open' | 'closed') => {
+    const missing = join(dir, `later-${++files}`);
+    const tollgate = createTollgate({ store: sqliteStore({ path: join(missing, 'usage.db') }), meters, limits, onStoreError });
+    return { tollgate, bringBack: () => mkdirSync(missing) };
+  };
+
+  test('checks and reservations answer by onStoreError meanwhile, and everything works once it opens', async () => {
+    const { tollgate, bringBack } = engineOnMissingDirectory('open');
+    const check = await tollgate.limits.check({ customerId: 'c', estimate: { tokens: 10 } });
+    expect(check).toMatchObject({ allowed: true, reason: 'store_error_open', limits: [] });
+    const reservation = await tollgate.reserve({ customerId: 'c', eventType: 'x', estimate: { tokens: 10 } });
+    expect(reservation).toMatchObject({ allowed: true, reason: 'store_error_open', limits: [] });
+    await expect(tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 1 } })).rejects.toMatchObject({ code: 'store_unavailable' });
+    await expect(tollgate.ready()).rejects.toMatchObject({ code: 'store_unavailable' });
+
+    bringBack();
+    // The next calls start up again: the declared meter and limit are created, and usage counts.
+    expect((await tollgate.events.record({ customerId: 'c', eventType: 'x', values: { tokens: 30 } })).recorded).toBe(true);
+    expect((await reservation.commit({ values: { tokens: 5 } })).recorded).toBe(true);
+    const after = await tollgate.limits.check({ customerId: 'c' });
+    expect(after).toMatchObject({ allowed: true, reason: 'limits' });
+    expect(after.limits.map((l) => [l.limitId, l.used])).toEqual([['per-minute', 35]]);
+    await expect(tollgate.ready()).resolves.toBeUndefined();
+    await tollgate.close();
+  });
+
+  test("with onStoreError 'closed' they are refused meanwhile", async () => {
+    const { tollgate, bringBack } = engineOnMissingDirectory('closed');
+    expect(await tollgate.limits.check({ customerId: 'c' })).toMatchObject({ allowed: false, reason: 'store_error_closed' });
+    expect(await tollgate.reserve({ customerId: 'c', eventType: 'x', estimate: { tokens: 1 } })).toMatchObject({ allowed: false, reason: 'store_error_closed' });
+    bringBack();
+    expect(await tollgate.limits.check({ customerId: 'c' })).toMatchObject({ allowed: true, reason: 'limits' });
+    await tollgate.close();
+  });
 });
