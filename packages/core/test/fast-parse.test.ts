@@ -51,7 +51,7 @@ function input(fields: Record<string, fc.Arbitrary<unknown>>): fc.Arbitrary<unkn
       if (odd !== null) return odd; // null here means: no odd input this time
       const kept = entries.filter(([, v]) => v !== absent) as Array<[string, unknown]>;
       if (extra) kept.push([extra, 1]);
-      return shape === 2 ? shaped(kept.map(([k, v]) => [k, v instanceof Date ? v.toISOString() : v]), 2) : shaped(kept, shape);
+      return shape === 2 ? shaped(kept.map(([k, v]) => [k, v instanceof Date ? v.toJSON() : v]), 2) : shaped(kept, shape);
     });
 }
 
