@@ -32,6 +32,6 @@ export type {
 export { windowFor, durationMs, offsetAt, localDate, startOfLocalDay } from './windows.js';
 export type { Window, WindowContext } from './windows.js';
 export { applicableLimits, eventMatchesQuery, eventMatchesSource, fieldOf, dimensionsMatch, dimensionsNotContradicted } from './matching.js';
-export { emptyState, valueOf, usedWith, holdAmount, projected, slotAllows, addToState, reachedThresholds } from './slots.js';
+export { emptyState, valueOf, usedWith, holdAmount, projected, slotAllows, addToState, reachedThresholds, rebuiltFired } from './slots.js';
 export { newId } from './ids.js';
 export * from './http.js';

@@ -1,5 +1,5 @@
 import { eventMatchesQuery, eventMatchesSource, fieldOf } from './matching.js';
-import { addToState, emptyState, holdAmount, reachedThresholds, slotAllows, usedWith, valueOf } from './slots.js';
+import { addToState, emptyState, holdAmount, reachedThresholds, rebuiltFired, slotAllows, usedWith, valueOf } from './slots.js';
 import {
   STORE_CONTRACT_VERSION,
   type CounterOperation,
@@ -366,10 +366,8 @@ class MemoryStore implements Store {
     if (s === undefined) {
       const built = this.buildState(slot.source);
       s = new MemorySlot(built.state, built.distinctValues, slot.windowStart, slot.windowEnd);
-      // A rebuilt past window already had its chance to alert.
-      if (slot.windowEnd !== null && slot.windowEnd <= now) {
-        s.fired = new Set(reachedThresholds(slot, usedWith(slot.aggregation, s, [])));
-      }
+      const fired = rebuiltFired(slot, s);
+      if (fired.length > 0) s.fired = new Set(fired);
       this.putSlot(slot, s);
     } else {
       s.dropExpired(now);

@@ -107,13 +107,24 @@ export function addToState(state: SlotState, contribution: number | string, at: 
   }
 }
 
-/** Thresholds (percent) that `used` has reached, ascending. */
 const NONE: number[] = [];
 
+/** Thresholds (percent) that `used` has reached, ascending. */
 export function reachedThresholds(slot: CounterSlot, used: number): number[] {
   const t = slot.thresholds;
   if (t.length === 0 || used * 100 < t[0] * slot.limitValue - 1e-9) return NONE;
   const out: number[] = [];
   for (const t of slot.thresholds) if (used * 100 >= t * slot.limitValue - 1e-9) out.push(t);
   return out;
+}
+
+/**
+ * The thresholds to count as fired in a slot rebuilt from the ledger (a window swept away, or a
+ * limit or meter updated, which gives its counters a new key): those its usage had reached
+ * before the operation that rebuilds it. They were announced already, or were passed when the
+ * definition changed; only thresholds crossed from now on alert. For stores that rebuild in the
+ * same step as they record (memory, SQL), so no event the rebuild sees is still to be counted.
+ */
+export function rebuiltFired(slot: CounterSlot, state: SlotState): number[] {
+  return reachedThresholds(slot, usedWith(slot.aggregation, state, []));
 }

@@ -174,8 +174,8 @@ export interface CounterSlot {
   /** Unique for (limit revision, customer, window start): `${limitKey}|${customerId}|${windowStart}`. */
   key: string;
   /**
-   * `${limitId}@${revision}`: names one limit's counters and changes when what they count changes
-   * (period, filters, meter), so such a change starts fresh slots rebuilt from the ledger.
+   * `${limitId}@${revision}`: names one limit's counters and changes when the limit or its meter
+   * is updated, so the change starts fresh slots rebuilt from the ledger.
    */
   limitKey: string;
   limitId: string;

@@ -476,7 +476,7 @@ class Engine {
       entries.push({
         limit,
         meter,
-        limitKey: `${limit.id}@${fnv1a(canonical([limit.period, limit.dimensionFilters, meter.aggregation, meter.field, meter.eventFilter]))}`,
+        limitKey: limitKeyOf(limit, meter),
         thresholds: [...new Set([...(limit.alertThresholds ?? []), 100])].sort((a, b) => a - b),
         field: fieldSource(meter.field),
       });
@@ -1186,6 +1186,19 @@ function withPatch<T extends { updatedAt: string }>(current: T, patch: Record<st
   }
   next.updatedAt = at;
   return next as T;
+}
+
+/**
+ * The key of a limit's counters: what decides how they count, and the time of the last update of
+ * the limit or its meter. An update gives the counters a new key, so they start again from the
+ * ledger: a counter kept under an earlier definition missed the events recorded since, and going
+ * back to that definition must not bring it back. A definition never updated (declared in code
+ * and unchanged, or created once) has no update time in its key, so every process that creates
+ * it alike, even on a ledger of its own beside shared Redis counters, shares its counters.
+ */
+function limitKeyOf(limit: Limit, meter: Meter): string {
+  const revision = (d: Limit | Meter) => (d.updatedAt === d.createdAt ? null : d.updatedAt);
+  return `${limit.id}@${fnv1a(canonical([limit.period, limit.dimensionFilters, meter.aggregation, meter.field, meter.eventFilter, revision(limit), revision(meter)]))}`;
 }
 
 /** A short stable hash (FNV-1a, 32 bits, base 36). */

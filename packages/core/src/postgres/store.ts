@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { TollgateError } from '../errors.js';
-import { emptyState } from '../slots.js';
+import { emptyState, rebuiltFired } from '../slots.js';
 import {
   STORE_CONTRACT_VERSION,
   type CounterOperation,
@@ -28,7 +28,6 @@ import {
   idempotencyId,
   idempotencyProbes,
   planOperation,
-  rebuiltFired,
   slotsOf,
   valueProbes,
   type CounterWrites,
@@ -558,7 +557,7 @@ class PostgresStore implements Store {
         values: [...distinct.params, slot.key],
       });
     }
-    const fired = rebuiltFired(slot, state, now);
+    const fired = rebuiltFired(slot, state);
     await this.write(client, [], now, {
       counters: new Map([[slot.key, { slot, state }]]),
       holds: [],

@@ -106,14 +106,7 @@ export function customersOf(op: CounterOperation): string[] {
   return [...ids].sort();
 }
 
-/**
- * The state of a slot rebuilt from the ledger. A rebuilt window that has already ended had its
- * chance to alert: its reached thresholds count as fired, as in the memory store.
- */
-export function rebuiltFired(slot: CounterSlot, state: SlotState, now: number): number[] {
-  if (slot.windowEnd === null || slot.windowEnd > now) return [];
-  return reachedThresholds(slot, usedWith(slot.aggregation, state, []));
-}
+
 
 function isNewDistinct(slot: CounterSlot, s: LoadedSlot): boolean {
   return slot.aggregation === 'unique' && typeof slot.contribution === 'string' && !s.values.has(slot.contribution);

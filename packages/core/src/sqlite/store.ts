@@ -1,6 +1,6 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import { TollgateError } from '../errors.js';
-import { emptyState } from '../slots.js';
+import { emptyState, rebuiltFired } from '../slots.js';
 import {
   STORE_CONTRACT_VERSION,
   type CounterOperation,
@@ -26,7 +26,6 @@ import {
   idempotencyId,
   idempotencyProbes,
   planOperation,
-  rebuiltFired,
   slotsOf,
   valueProbes,
   type CounterWrites,
@@ -551,7 +550,7 @@ class SqliteStore implements Store {
       this.stmt(db, `INSERT INTO ${T.values} (slot_key, value) SELECT @key, value FROM (${distinct.text}) WHERE true ON CONFLICT DO NOTHING`).run({ ...named(distinct.params), key: slot.key });
     }
     this.upsertCounter(db, slot, state);
-    const fired = rebuiltFired(slot, state, now);
+    const fired = rebuiltFired(slot, state);
     const alert = this.stmt(db, `INSERT INTO ${T.alerts} (slot_key, threshold) VALUES (?, ?) ON CONFLICT DO NOTHING`);
     for (const t of fired) alert.run(slot.key, t);
     return { state, holds: new Map(), fired: new Set(fired), values: new Set(), applied: new Set() };

@@ -445,6 +445,28 @@ export function storeConformance(t: TestApi, options: ConformanceOptions): void 
         expect((await tollgate.limits.check({ customerId: 'c' })).limits[0].used).toBe(0);
       });
 
+      it('counts what was recorded meanwhile when a limit is changed and changed back', async () => {
+        const { tollgate, advance } = await harness([{ id: 'tok', name: 'Tokens', meterId: 'tokens', limitValue: 100, period: 'day' }]);
+        await record(tollgate, 'c', { tokens: 50 });
+        advance(1000);
+        await tollgate.limits.update('tok', { period: 'month' });
+        await record(tollgate, 'c', { tokens: 40 });
+        expect((await tollgate.limits.check({ customerId: 'c' })).limits[0].used).toBe(90);
+        advance(1000);
+        // The day's counter from before the change missed the 40: it must not come back.
+        await tollgate.limits.update('tok', { period: 'day' });
+        const back = await tollgate.limits.check({ customerId: 'c', estimate: { tokens: 20 } });
+        expect(back.limits[0]).toMatchObject({ period: 'day', used: 90, remaining: 10 });
+        expect(back.allowed).toBe(false);
+        // A meter changed and changed back, likewise.
+        advance(1000);
+        await tollgate.meters.update('tokens', { eventFilter: { eventType: 'image.generation' } });
+        await record(tollgate, 'c', { tokens: 5 });
+        advance(1000);
+        await tollgate.meters.update('tokens', { eventFilter: null });
+        expect((await tollgate.limits.check({ customerId: 'c' })).limits[0].used).toBe(95);
+      });
+
       it('follows the customer timezone for days and the billing anchor for months', async () => {
         const { tollgate } = await harness([
           { id: 'day', name: 'Day', meterId: 'requests', limitValue: 100, period: 'day' },
@@ -605,6 +627,22 @@ export function storeConformance(t: TestApi, options: ConformanceOptions): void 
         advance(MINUTE);
         await record(tollgate, 'c', { tokens: 80 });
         expect(alerts.slice(3).map((a) => a.threshold)).toEqual([50, 80]);
+      });
+
+      it('alerts against a limit raised mid-window, as usage crosses its thresholds from then on', async () => {
+        const { tollgate, alerts, advance } = await harness([{ id: 'tok', name: 'Tokens', meterId: 'tokens', limitValue: 100, period: 'day', alertThresholds: [50] }]);
+        await record(tollgate, 'c', { tokens: 60 });
+        expect(alerts.map((a) => [a.threshold, a.limit, a.used])).toEqual([[50, 100, 60]]);
+        advance(1000);
+        await tollgate.limits.update('tok', { limitValue: 200 }); // a plan upgrade
+        await record(tollgate, 'c', { tokens: 30 });
+        expect(alerts).toHaveLength(1);
+        await record(tollgate, 'c', { tokens: 20 });
+        await record(tollgate, 'c', { tokens: 100 });
+        expect(alerts.slice(1).map((a) => [a.type, a.threshold, a.limit, a.used])).toEqual([
+          ['limit.threshold_reached', 50, 200, 110],
+          ['limit.exceeded', 100, 200, 210],
+        ]);
       });
 
       it('fires once when concurrent records cross a threshold together', async () => {
