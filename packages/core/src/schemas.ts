@@ -17,6 +17,8 @@ const key = z
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const storable = (s: string) => !UNSTORABLE.test(s);
 const STORABLE = 'must be well-formed Unicode without NUL characters';
+/** The longest a reservation may hold its estimate: 7 days. */
+const MAX_TTL_MS = 7 * 24 * 3600 * 1000;
 
 export const idSchema = z.string().min(1, 'must not be empty').max(256, 'must be at most 256 characters').refine(storable, STORABLE);
 
@@ -244,7 +246,7 @@ export const reserveSchema = z
     eventType: eventTypeSchema,
     dimensions: dimensionsSchema.optional(),
     estimate: valuesSchema,
-    ttlMs: z.number().int().min(1).max(7 * 24 * 3600 * 1000).optional(),
+    ttlMs: z.number().int().min(1).max(MAX_TTL_MS).optional(),
   })
   .strict();
 
@@ -278,6 +280,27 @@ export type CheckInput = z.input<typeof checkSchema>;
 export type ReserveInput = z.input<typeof reserveSchema>;
 export type CommitInput = z.input<typeof commitSchema>;
 export type ListInput = z.input<typeof listSchema>;
+
+const aFunction = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { message: 'expected a function' });
+
+/**
+ * The options of `createTollgate` that are plain values. Stores and declared definitions are
+ * checked where they are used; an unknown key (a typo such as `timezon`) is rejected.
+ */
+export const tollgateOptionsSchema = z.strictObject({
+  store: z.unknown().optional(),
+  counters: z.unknown().optional(),
+  meters: z.array(z.unknown()).optional(),
+  limits: z.array(z.unknown()).optional(),
+  timezone: timezoneSchema.optional(),
+  onAlert: aFunction.optional(),
+  onStoreError: z.enum(['open', 'closed']).optional(),
+  storeTimeoutMs: z.number().positive().optional(),
+  defaultTtlMs: z.number().int().min(1).max(MAX_TTL_MS).optional(),
+  // Infinity (never reload) is allowed, which z.number() is not.
+  cacheTtlMs: z.custom<number>((v) => typeof v === 'number' && v >= 0, { message: 'expected milliseconds: a number, 0 or more (Infinity: never reload)' }).optional(),
+  now: aFunction.optional(),
+});
 
 /** Validates `input` against `schema`, or throws `invalid_request` naming every failing field. */
 export function parse<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {

@@ -19,7 +19,7 @@ import {
   parse,
   summarySchema,
   timeseriesSchema,
-  timezoneSchema,
+  tollgateOptionsSchema,
   updateCustomerSchema,
   updateLimitSchema,
   updateMeterSchema,
@@ -379,6 +379,7 @@ class Engine {
   private readonly catchUp: CounterCatchUp;
 
   constructor(private readonly options: TollgateOptions) {
+    parse(tollgateOptionsSchema, options, 'createTollgate options');
     const store = options.store ?? memoryStore();
     this.ledger = store;
     const counters = options.counters ?? (store as CounterStore);
@@ -401,16 +402,10 @@ class Engine {
     }
     this.counters = counters;
     this.combined = (counters as unknown) === (store as unknown);
-    this.timezone = options.timezone === undefined ? 'UTC' : parse(timezoneSchema, options.timezone, 'options.timezone');
+    this.timezone = options.timezone ?? 'UTC';
     const now = options.now;
     this.clock = now ? () => { const v = now(); return typeof v === 'number' ? v : v.getTime(); } : Date.now;
-    if (options.onStoreError !== undefined && options.onStoreError !== 'open' && options.onStoreError !== 'closed') {
-      throw new TollgateError('invalid_request', "options.onStoreError must be 'open' or 'closed'.", { issues: [{ path: 'onStoreError', message: "expected 'open' or 'closed'" }] });
-    }
     this.policy = options.onStoreError ?? 'open';
-    if (options.storeTimeoutMs !== undefined && !(Number.isFinite(options.storeTimeoutMs) && options.storeTimeoutMs > 0)) {
-      throw new TollgateError('invalid_request', 'options.storeTimeoutMs must be a positive number of milliseconds.', { issues: [{ path: 'storeTimeoutMs', message: 'expected a positive finite number' }] });
-    }
     const timeoutMs = options.storeTimeoutMs ?? (counters.capabilities.shared ? 1000 : undefined);
     this.deadlines = timeoutMs === undefined ? null : new Deadlines(timeoutMs);
     this.applyNow = timeoutMs === undefined ? applyNowOf(counters) : null;

@@ -140,6 +140,35 @@ describe('bad input is rejected with invalid_request naming the field, and chang
     await rejects(t.meters.create({ id: 'm', name: 'm', aggregation: 'unique', field: 'dimensions.prototype' }), 'field');
     await nothingStored(t);
   });
+  test('options of createTollgate: wrong types, out of range, unknown keys', () => {
+    const issue = (options: Record<string, unknown>) => {
+      try {
+        createTollgate(options);
+      } catch (error) {
+        expect(TollgateError.isInstance(error) && error.code).toBe('invalid_request');
+        return (error as TollgateError).issues!.map((i) => i.path).join(',') + ' | ' + (error as TollgateError).message;
+      }
+      throw new Error(`accepted ${JSON.stringify(options)}`);
+    };
+    // A string read from an environment variable made every reserve fail with a RangeError.
+    expect(issue({ defaultTtlMs: '60000' })).toMatch(/^defaultTtlMs \|/);
+    // A negative hold time made holds hold nothing: two reservations of the whole limit both allowed.
+    expect(issue({ defaultTtlMs: -1 })).toMatch(/^defaultTtlMs \|/);
+    expect(issue({ defaultTtlMs: 8 * 24 * 3600 * 1000 })).toMatch(/^defaultTtlMs \|/);
+    expect(issue({ cacheTtlMs: 'x' })).toMatch(/^cacheTtlMs \|/);
+    expect(issue({ cacheTtlMs: Number.NaN })).toMatch(/^cacheTtlMs \|/);
+    expect(issue({ storeTimeoutMs: 0 })).toMatch(/^storeTimeoutMs \|/);
+    expect(issue({ onStoreError: 'maybe' })).toMatch(/^onStoreError \|/);
+    expect(issue({ timezone: 'Nope' })).toMatch(/^timezone \| .*IANA timezone/);
+    expect(issue({ now: 5 })).toMatch(/^now \|/);
+    expect(issue({ onAlert: 'log' })).toMatch(/^onAlert \|/);
+    expect(issue({ timezon: 'Europe/Berlin' })).toMatch(/timezon/);
+    // What is allowed stays allowed.
+    for (const ok of [{ cacheTtlMs: Infinity }, { cacheTtlMs: 0 }, { defaultTtlMs: 1 }, { timezone: 'Asia/Tokyo', now: () => 0, onAlert: () => {} }]) {
+      expect(() => createTollgate(ok)).not.toThrow();
+    }
+  });
+
   test('declared definitions are validated when Tollgate is created', () => {
     expect(() => createTollgate({ limits: [{ id: 'l', name: 'l', meterId: 'm', limitValue: -1, period: 'day' }] })).toThrow(TollgateError);
   });
