@@ -76,7 +76,7 @@ export class Deadlines {
         if (p.at > now) break;
         p.done = true;
         this.open--;
-        p.reject(new TollgateError('store_timeout', `The counters store did not answer within ${this.ms} ms. Check its health or raise storeTimeoutMs.`));
+        p.reject(new TollgateError('store_timeout', `The store did not answer within ${this.ms} ms. Check its health or raise storeTimeoutMs.`));
       }
       this.head++;
     }

@@ -371,6 +371,8 @@ class Engine {
   private readonly zoneWindows = new Map<string, WindowCache>();
   private initialized = false;
   private anonymous: CustomerContext | null = null;
+  /** The load of the definitions in flight, if any. */
+  private loadingDefinitions: Promise<Definitions> | null = null;
   /** The latest start-up attempt; see {@link whenReady}. */
   private initializing: Promise<void>;
   /** The latest start-up attempt failed: the next call that needs it starts another. */
@@ -494,7 +496,11 @@ class Engine {
   private definitions(): Definitions | Promise<Definitions> {
     const d = this.defs;
     if (d && this.clock() - d.loadedAt < this.cacheTtlMs) return d;
-    return this.loadDefinitions().catch((e) => { throw storeFailure(e, 'loading meters and limits'); });
+    // Callers that come while the definitions load wait for the same load: a slow ledger gets one
+    // query, not one per request.
+    return (this.loadingDefinitions ??= this.loadDefinitions()
+      .catch((e) => { throw storeFailure(e, 'loading meters and limits'); })
+      .finally(() => { this.loadingDefinitions = null; }));
   }
 
   /**
@@ -642,10 +648,15 @@ class Engine {
     return { allowed: open, reason: open ? 'store_error_open' : 'store_error_closed' };
   }
 
-  /** Definitions and the customer's window context; synchronous when both are cached. */
+  /**
+   * Definitions and the customer's window context for a decision; synchronous when both are
+   * cached. A decision waits for the ledger no longer than for the counters (`storeTimeoutMs`):
+   * past it, `onStoreError` answers.
+   */
   private prepare(customerId: string, create: boolean, at: number): Prepared | Promise<Prepared> {
     const defs = this.definitions();
-    return defs instanceof Promise ? defs.then((d) => this.withContext(d, customerId, create, at)) : this.withContext(defs, customerId, create, at);
+    const prepared = defs instanceof Promise ? defs.then((d) => this.withContext(d, customerId, create, at)) : this.withContext(defs, customerId, create, at);
+    return prepared instanceof Promise ? this.timed(prepared) : prepared;
   }
 
   private withContext(defs: Definitions, customerId: string, create: boolean, at: number): Prepared | Promise<Prepared> {
@@ -828,7 +839,7 @@ class Engine {
   private checkNow(input: unknown): CheckResult | Promise<CheckResult> {
     const parsed = parseCheck(input);
     // A start-up that failed is a store failure: the onStoreError policy answers.
-    if (!this.initialized) return this.whenReady().then(() => this.checkParsed(parsed), (error: unknown) => this.failedCheck(error));
+    if (!this.initialized) return this.timed(this.whenReady()).then(() => this.checkParsed(parsed), (error: unknown) => this.failedCheck(error));
     return this.checkParsed(parsed);
   }
 
@@ -1049,7 +1060,7 @@ class Engine {
 
     reserve: async (input) => {
       const parsed = parseReserve(input);
-      const startUp = this.initialized ? null : await this.whenReady().then(() => null, (error: unknown) => ({ error }));
+      const startUp = this.initialized ? null : await this.timed(this.whenReady()).then(() => null, (error: unknown) => ({ error }));
       const at = this.clock();
       const id = newId('rsv', at);
       const expiresAt = at + (parsed.ttlMs ?? this.holdTtlMs);

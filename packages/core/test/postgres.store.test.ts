@@ -184,4 +184,27 @@ describePostgres('postgresStore', () => {
     expect((await admin.query(`SELECT event_count::int, value_sum FROM "${s}".counters WHERE customer_id = 'c'`)).rows).toEqual([{ event_count: 2, value_sum: 70 }]);
     await again.close();
   }, 120_000);
+
+  test('a decision waits for a stalled ledger no longer than storeTimeoutMs, then onStoreError answers', async () => {
+    const s = schema('stalled');
+    // One connection, which the test takes away: every query of the store waits for it.
+    const pool = new pg.Pool({ connectionString: POSTGRES_URL, max: 1 });
+    const daily = [{ id: 'daily', name: 'Daily tokens', meterId: 'tokens', limitValue: 100, period: 'day' as const }];
+    const tollgate = createTollgate({ store: postgresStore({ pool: pool as unknown as PostgresPool }, { schema: s }), meters, limits: daily, storeTimeoutMs: 300, onStoreError: 'closed' });
+    expect((await tollgate.limits.check({ customerId: 'known' })).reason).toBe('limits');
+    const held = await pool.connect();
+    try {
+      const hung = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 3000));
+      // A customer not seen yet: its day window needs its timezone, read from the ledger.
+      const started = Date.now();
+      expect(await Promise.race([tollgate.limits.check({ customerId: 'new' }), hung])).toMatchObject({ allowed: false, reason: 'store_error_closed' });
+      expect(await Promise.race([tollgate.reserve({ customerId: 'other', eventType: 'llm', estimate: { tokens: 1 } }), hung])).toMatchObject({ allowed: false, reason: 'store_error_closed' });
+      expect(Date.now() - started).toBeLessThan(2500);
+    } finally {
+      held.release();
+    }
+    expect((await tollgate.limits.check({ customerId: 'new' })).reason).toBe('limits');
+    await tollgate.close();
+    await pool.end();
+  }, 30_000);
 });
