@@ -280,6 +280,7 @@ function addValues(into: Values, values: Values): void {
 class Session implements MeteringSession {
   settled = false;
   private reported: Values | null = null;
+  private warnedLate = false;
   private extraDimensions: Dimensions | null = null;
   private skipped = false;
 
@@ -292,17 +293,35 @@ class Session implements MeteringSession {
 
   add(values: Values): void {
     const valid = parse(valuesSchema, values, 'req.tollgate.add(values)');
+    if (this.late('add')) return;
     if (this.reported === null) this.reported = {};
     addValues(this.reported, valid);
   }
 
   setDimensions(dimensions: Dimensions): void {
     const valid = parse(dimensionsSchema, dimensions, 'req.tollgate.setDimensions(dimensions)');
+    if (this.late('setDimensions')) return;
     this.extraDimensions = { ...this.extraDimensions, ...valid };
   }
 
   skip(): void {
+    if (this.late('skip')) return;
     this.skipped = true;
+  }
+
+  /**
+   * True once the request is settled: what is reported then can no longer count. The first such
+   * call says so in a process warning (`TOLLGATE_LATE_USAGE`) instead of being dropped silently.
+   */
+  private late(call: string): boolean {
+    if (!this.settled) return false;
+    if (!this.warnedLate) {
+      this.warnedLate = true;
+      process.emitWarning(`Tollgate: ${call}() was called on a metered request that was already recorded or released, so it does not count. Report usage before the response ends.`, {
+        code: 'TOLLGATE_LATE_USAGE',
+      });
+    }
+    return true;
   }
 
   settle(outcome: { record: boolean; values?: Values }): Promise<void> {

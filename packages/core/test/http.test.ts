@@ -215,6 +215,23 @@ describe('meterRequest', () => {
     expect(data[0]).toMatchObject({ eventType: 'api.call', values: { tokens: 123 }, dimensions: { route: '/a', model: 'small' } });
   });
 
+  it('warns once when usage is reported after the request was settled, and counts none of it', async () => {
+    tollgate = createTollgate(definitions);
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      const session = await meterRequest(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 100 } });
+      await session.settle({ record: true });
+      session.add({ tokens: 5 });
+      session.setDimensions({ model: 'late' });
+      session.skip();
+      expect(warn.mock.calls.filter(([, o]) => (o as { code?: string })?.code === 'TOLLGATE_LATE_USAGE').map(([m]) => String(m))).toEqual([expect.stringMatching(/^Tollgate: add\(\) was called on a metered request that was already recorded/)]);
+      const { data } = await tollgate.events.list({ customerId: 'acme' });
+      expect(data.map((e) => [e.values, e.dimensions])).toEqual([[{ tokens: 100 }, {}]]);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
   it('reserves with an estimate; reported keys replace it, unreported keys keep it', async () => {
     tollgate = createTollgate(definitions);
     const session = await meterRequest(tollgate, { customerId: 'acme', eventType: 'llm.completion', estimate: { tokens: 500, images: 1 } });
