@@ -1,5 +1,7 @@
 import {
+  TollgateError,
   customerRequiredResponse,
+  errorBody,
   limitExceededBody,
   rateLimitHeaders,
   startMetering,
@@ -34,6 +36,16 @@ function defaultOnLimitExceeded(_req: Request, res: Response, _next: NextFunctio
 function defaultOnMissingCustomer(_req: Request, res: Response): void {
   const { status, body } = customerRequiredResponse();
   res.status(status).json(body);
+}
+
+/**
+ * A value the route's callbacks produced for this request (customerId, dimensions, estimate) that
+ * Tollgate rejects answers 400 with the fields named; any other error goes to Express.
+ */
+function decisionFailed(error: unknown, res: Response, next: NextFunction): void {
+  if (!TollgateError.isInstance(error) || error.code !== 'invalid_request' || res.headersSent) return next(error);
+  const body = errorBody('invalid_request', `This metered route could not take the request: ${error.message}`);
+  res.status(400).json({ error: { ...body.error, issues: error.issues } });
 }
 
 /**
@@ -111,10 +123,21 @@ export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler
   }
 
   function settle(req: Request, res: Response, session: MeteringSession): void {
-    let record: boolean;
-    let reported;
+    let record;
     try {
       record = recordWhen(req, res);
+    } catch (error) {
+      failed(session, error);
+      return;
+    }
+    if (isThenable(record)) record.then((r) => settleWith(req, res, session, r), (error: unknown) => failed(session, error));
+    else settleWith(req, res, session, record);
+  }
+
+  function settleWith(req: Request, res: Response, session: MeteringSession, recordIt: boolean): void {
+    const record = Boolean(recordIt);
+    let reported;
+    try {
       reported = record && values ? values(req, res) : undefined;
     } catch (error) {
       failed(session, error);
@@ -136,9 +159,9 @@ export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler
     try {
       pending = decide(req, res, next);
     } catch (error) {
-      next(error);
+      decisionFailed(error, res, next);
       return;
     }
-    if (isThenable(pending)) pending.then(undefined, next);
+    if (isThenable(pending)) pending.then(undefined, (error: unknown) => decisionFailed(error, res, next));
   };
 }

@@ -56,11 +56,11 @@ export interface MeterOptions {
    */
   values?: (req: Request, res: Response) => MaybePromise<Values | undefined>;
   /**
-   * Whether a finished request is recorded. A request not recorded releases its hold.
-   * Default: `res.statusCode < 400` (a throwing handler's 500 is not recorded).
+   * Whether a finished request is recorded (may return a promise). A request not recorded
+   * releases its hold. Default: `res.statusCode < 400` (a throwing handler's 500 is not recorded).
    * @example recordWhen: (req, res) => res.statusCode < 500   // also charge 4xx answers
    */
-  recordWhen?: (req: Request, res: Response) => boolean;
+  recordWhen?: (req: Request, res: Response) => MaybePromise<boolean>;
   /**
    * Which IETF RateLimit header fields to send on every metered response, for the most
    * constrained hard limit (draft-8: every hard limit by name), or `false` for none.

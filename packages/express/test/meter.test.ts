@@ -349,6 +349,38 @@ describe.each([
     await waitForEvents(tollgate, 'acme', 3); // 404 and 500 are not recorded by default
   });
 
+  it('recordWhen may answer with a promise', async () => {
+    tollgate = tollgateWith([{ id: 'rpm', name: 'Requests per minute', meterId: 'requests', limitValue: 100, period: 'minute' }]);
+    const app = express();
+    app.get('/:status', meter(tollgate, { customerId: byHeader, recordWhen: async (_req, res) => res.statusCode < 400 }), (req, res) => res.sendStatus(Number(req.params.status)));
+    server = await listen(app);
+    for (const status of [500, 200, 404]) await request(server).get(`/${status}`).set('x-customer-id', 'acme').expect(status);
+    await waitForEvents(tollgate, 'acme', 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await recorded(tollgate, 'acme')).toHaveLength(1); // the 500 and the 404 are not charged
+  });
+
+  it('answers 400 naming the field when a callback gives a value Tollgate rejects, and records nothing', async () => {
+    tollgate = tollgateWith([{ id: 'tpd', name: 'Tokens per day', meterId: 'tokens', limitValue: 1000, period: 'day' }]);
+    const app = express();
+    app.use(express.json());
+    app.post('/chat', meter(tollgate, {
+      customerId: byHeader,
+      eventType: 'llm.completion',
+      dimensions: (req) => ({ model: req.body.model }),
+      estimate: (req) => ({ tokens: req.body.max_tokens }),
+    }), (_req, res) => res.json({ ok: true }));
+    server = await listen(app);
+    const missing = await request(server).post('/chat').set('x-customer-id', 'acme').send({ max_tokens: 10 }).expect(400).expect('content-type', /json/);
+    expect(missing.body.error).toMatchObject({ code: 'invalid_request', issues: [{ path: 'dimensions.model' }] });
+    expect(missing.body.error.message).toMatch(/^This metered route could not take the request: Invalid reservation: dimensions\.model/);
+    const text = await request(server).post('/chat').set('x-customer-id', 'acme').send({ model: 'gpt', max_tokens: '10' }).expect(400);
+    expect(text.body.error.issues).toEqual([expect.objectContaining({ path: 'estimate.tokens' })]);
+    await request(server).post('/chat').set('x-customer-id', 'acme').send({ model: 'gpt', max_tokens: 10 }).expect(200);
+    await waitForEvents(tollgate, 'acme', 1);
+    expect((await recorded(tollgate, 'acme')).map((e) => e.values)).toEqual([{ tokens: 10 }]);
+  });
+
   it('req.tollgate.skip() records nothing and frees the hold', async () => {
     tollgate = tollgateWith([{ id: 'daily-tokens', name: 'Daily tokens', meterId: 'tokens', limitValue: 1000, period: 'day' }]);
     const app = express();
