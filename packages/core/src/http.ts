@@ -5,6 +5,7 @@
  * of their hosts' idioms onto these functions, so both answer the same way.
  */
 import { dimensionsSchema, parse, valuesSchema, type CheckInput, type CommitInput, type RecordEventInput, type ReserveInput } from './schemas.js';
+import type { FieldIssue, TollgateError } from './errors.js';
 import { immediateOf, promised } from './immediate.js';
 import type { Tollgate, Reservation } from './tollgate.js';
 import type { DecisionReason, Dimensions, LimitStatus, Values } from './types.js';
@@ -28,7 +29,7 @@ export type StoreErrorPolicy = 'open' | 'closed';
 
 /** The JSON body of every error answer a metered route gives. */
 export interface ErrorBody {
-  error: { code: string; message: string; limits?: LimitStatus[] };
+  error: { code: string; message: string; limits?: LimitStatus[]; issues?: FieldIssue[] };
 }
 
 export interface HeaderOptions {
@@ -214,6 +215,17 @@ export function customerRequiredResponse(): { status: 401; body: ErrorBody } {
     status: 401,
     body: errorBody('customer_required', 'This route is metered per customer and the request did not say which customer it is for. Authenticate and try again.'),
   };
+}
+
+/**
+ * The answer when what a route's callbacks gave for one request (customer id, dimensions,
+ * estimate) is not valid, `error` being the `invalid_request` Tollgate threw: 400, one issue per
+ * field. A route's options are checked when it is built, so such a value came from the request.
+ */
+export function invalidRequestResponse(error: TollgateError): { status: 400; body: ErrorBody } {
+  const issues = error.issues ?? [];
+  const message = issues.length ? `This request cannot be metered: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}.` : error.message;
+  return { status: 400, body: { error: { code: 'invalid_request', message, issues } } };
 }
 
 /** The answer when the store failed and the route's policy is `closed`: 503. */

@@ -1,7 +1,7 @@
 import {
   TollgateError,
   customerRequiredResponse,
-  errorBody,
+  invalidRequestResponse,
   limitExceededBody,
   rateLimitHeaders,
   startMetering,
@@ -44,8 +44,8 @@ function defaultOnMissingCustomer(_req: Request, res: Response): void {
  */
 function decisionFailed(error: unknown, res: Response, next: NextFunction): void {
   if (!TollgateError.isInstance(error) || error.code !== 'invalid_request' || res.headersSent) return next(error);
-  const body = errorBody('invalid_request', `This metered route could not take the request: ${error.message}`);
-  res.status(400).json({ error: { ...body.error, issues: error.issues } });
+  const { status, body } = invalidRequestResponse(error);
+  res.status(status).json(body);
 }
 
 /**

@@ -373,7 +373,7 @@ describe.each([
     server = await listen(app);
     const missing = await request(server).post('/chat').set('x-customer-id', 'acme').send({ max_tokens: 10 }).expect(400).expect('content-type', /json/);
     expect(missing.body.error).toMatchObject({ code: 'invalid_request', issues: [{ path: 'dimensions.model' }] });
-    expect(missing.body.error.message).toMatch(/^This metered route could not take the request: Invalid reservation: dimensions\.model/);
+    expect(missing.body.error.message).toMatch(/^This request cannot be metered: dimensions\.model: /);
     const text = await request(server).post('/chat').set('x-customer-id', 'acme').send({ model: 'gpt', max_tokens: '10' }).expect(400);
     expect(text.body.error.issues).toEqual([expect.objectContaining({ path: 'estimate.tokens' })]);
     await request(server).post('/chat').set('x-customer-id', 'acme').send({ model: 'gpt', max_tokens: 10 }).expect(200);
