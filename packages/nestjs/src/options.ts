@@ -25,7 +25,8 @@ export interface TollgateModuleOptions {
    */
   tollgate?: Tollgate | TollgateOptions;
   /**
-   * Which customer a request is for. `undefined`, `null` or `''` answers 401. Default: none,
+   * Which customer a request is for. `undefined`, `null` or `''` answers 401, any other value
+   * that is not a string 400 (`invalid_request`). Default: none,
    * so every metered request answers 401 unless a subclass of `TollgateGuard` overrides
    * `getCustomerId`.
    * @example customerId: (context) => context.switchToHttp().getRequest().headers['x-customer-id']
@@ -94,12 +95,17 @@ export interface MeteredOptions<TResult = any> {
   /**
    * The recorded values, from what the handler returned (for an Observable handler, its last
    * value). Amounts add up with `@Metering()`/`req.tollgate.add()` key by key; keys nobody
-   * reported keep the estimate's value. Default: the estimate, or no values.
+   * reported keep the estimate's value. Only called with a value the handler produced: a
+   * stream left before its first value, or a handler a timeout tore down, records what was
+   * added and the estimate. When it throws, a completed request is released unrecorded, one
+   * the client left is recorded without it; both emit `TOLLGATE_RECORD_FAILED`. Default: the
+   * estimate, or no values.
    * @example values: (result: ChatResult) => ({ tokens: result.usage.totalTokens })
    */
   values?: (result: TResult, context: ExecutionContext) => Values | undefined;
   /**
-   * Dimensions of the event, decided before the handler. Default: none.
+   * Dimensions of the event, decided before the handler. A value that is not a string (an
+   * absent query parameter) answers 400 (`invalid_request`). Default: none.
    * @example dimensions: (context) => ({ model: context.switchToHttp().getRequest().body.model })
    */
   dimensions?: Dimensions | ((context: ExecutionContext) => MaybePromise<Dimensions | undefined>);

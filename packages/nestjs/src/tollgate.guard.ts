@@ -1,4 +1,5 @@
 import {
+  BadRequestException,
   Inject,
   Injectable,
   ServiceUnavailableException,
@@ -6,20 +7,27 @@ import {
   type CanActivate,
   type ExecutionContext,
 } from '@nestjs/common';
+import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import {
+  TollgateError,
   customerRequiredResponse,
+  invalidRequestResponse,
   meterRequest,
   rateLimitHeaders,
   storeUnavailableResponse,
   type Decision,
   type HeaderOptions,
+  type MeteringSession,
   type Tollgate,
 } from '@tollgate/core';
 import { TollgateLimitExceededException } from './exceptions.js';
 import type { MeteredOptions, TollgateModuleOptions } from './options.js';
 import { attachState, rawResponse, stateOf, type MeteringState } from './state.js';
 import { METERED_METADATA, SKIP_METERING_METADATA, TOLLGATE, TOLLGATE_MODULE_OPTIONS } from './tokens.js';
+
+/** Whether a plain guard steps aside on a route (controller, then handler): see `defersToSubclass`. */
+const defersByRoute = new WeakMap<object, WeakMap<object, boolean>>();
 
 /**
  * Decides before the handler: reserves the route's `estimate` when it has one (atomic), else
@@ -28,7 +36,8 @@ import { METERED_METADATA, SKIP_METERING_METADATA, TOLLGATE, TOLLGATE_MODULE_OPT
  * `{ provide: APP_GUARD, useClass: TollgateGuard }` (with `TollgateInterceptor` as
  * `APP_INTERCEPTOR`) meters every route not marked `@SkipMetering()`.
  *
- * Built to be extended: override the protected hooks, as with `@nestjs/throttler`'s guard.
+ * Built to be extended: override the protected hooks, as with `@nestjs/throttler`'s guard. A
+ * plain `TollgateGuard` steps aside on a route that also carries a subclass, which then decides.
  *
  * Without `TollgateInterceptor` on the route, the guard records the request itself when the
  * response is over, if its status is below 400, like `@tollgate/express`.
@@ -51,20 +60,30 @@ export class TollgateGuard implements CanActivate {
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     // A route can carry the guard twice (global and @Metered, controller and method): decide once.
-    if (context.getType() !== 'http' || stateOf(context) || (await this.shouldSkip(context))) return true;
+    if (context.getType() !== 'http' || stateOf(context) || this.defersToSubclass(context) || (await this.shouldSkip(context))) return true;
     const customerId = await this.getCustomerId(context);
     if (customerId === undefined || customerId === null || customerId === '') {
       await this.onMissingCustomer(context);
       return false;
     }
     const metered = this.getMetering(context);
-    const session = await meterRequest(this.tollgate, {
-      customerId,
-      eventType: metered.eventType ?? this.options.eventType ?? 'http.request',
-      dimensions: typeof metered.dimensions === 'function' ? await metered.dimensions(context) : metered.dimensions,
-      estimate: typeof metered.estimate === 'function' ? await metered.estimate(context) : metered.estimate,
-      onStoreError: this.options.onStoreError,
-    });
+    let session: MeteringSession;
+    try {
+      session = await meterRequest(this.tollgate, {
+        customerId,
+        eventType: metered.eventType ?? this.options.eventType ?? 'http.request',
+        dimensions: typeof metered.dimensions === 'function' ? await metered.dimensions(context) : metered.dimensions,
+        estimate: typeof metered.estimate === 'function' ? await metered.estimate(context) : metered.estimate,
+        onStoreError: this.options.onStoreError,
+      });
+    } catch (error) {
+      // The options were checked at start-up, so a bad input here came from the per-request callbacks.
+      if (TollgateError.isInstance(error) && error.code === 'invalid_request') {
+        await this.onInvalidRequest(context, error);
+        return false;
+      }
+      throw error;
+    }
     const state: MeteringState = { session, metered, intercepted: false };
     attachState(context, state);
     const { decision } = session;
@@ -122,6 +141,38 @@ export class TollgateGuard implements CanActivate {
   /** Answers when the store failed and the policy is `closed`. Default: 503 `{ error: { code: 'store_unavailable', message } }`. */
   protected async onStoreUnavailable(_context: ExecutionContext): Promise<void> {
     throw new ServiceUnavailableException(storeUnavailableResponse().body);
+  }
+
+  /**
+   * Answers a request whose customer id, dimensions or estimate, as the module's and the route's
+   * callbacks gave them, are not valid (a number as customer id, a dimension from an absent query
+   * parameter). Default: 400 `{ error: { code: 'invalid_request', message, issues } }`, one
+   * issue per field.
+   */
+  protected async onInvalidRequest(_context: ExecutionContext, error: TollgateError): Promise<void> {
+    throw new BadRequestException(invalidRequestResponse(error).body);
+  }
+
+  /**
+   * A plain `TollgateGuard` (the one `@Metered()` adds, or a global one) steps aside on a route
+   * that also carries a subclass of it: the subclass knows the customer (an API key, a tenant),
+   * and Nest runs a route's guards in the order they were added (the controller's, then the
+   * method's, from the lowest decorator up), so the plain one could otherwise decide first.
+   */
+  private defersToSubclass(context: ExecutionContext): boolean {
+    if (this.constructor !== TollgateGuard) return false;
+    // A route's guards are fixed once the app is built: look them up once per controller and handler.
+    const controller = context.getClass();
+    const handler = context.getHandler();
+    let byHandler = defersByRoute.get(controller);
+    if (byHandler === undefined) defersByRoute.set(controller, (byHandler = new WeakMap()));
+    let defers = byHandler.get(handler);
+    if (defers === undefined) {
+      const guards = this.reflector.getAllAndMerge<unknown[]>(GUARDS_METADATA, [handler, controller]);
+      defers = guards.some((guard) => (typeof guard === 'function' ? guard.prototype instanceof TollgateGuard : guard instanceof TollgateGuard && guard.constructor !== TollgateGuard));
+      byHandler.set(handler, defers);
+    }
+    return defers;
   }
 
   /**

@@ -9,13 +9,17 @@ import {
   Inject,
   Injectable,
   Post,
+  RequestTimeoutException,
+  Res,
   Sse,
   UseGuards,
   type ArgumentsHost,
+  type CallHandler,
   type ExceptionFilter,
   type ExecutionContext,
   type INestApplication,
   type MessageEvent,
+  type NestInterceptor,
 } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
@@ -32,7 +36,7 @@ import {
   TollgateModule,
   type TollgateModuleOptions,
 } from '@tollgate/nestjs';
-import { interval, map, Observable, take } from 'rxjs';
+import { catchError, from, interval, map, Observable, take, throwError, timeout, TimeoutError } from 'rxjs';
 import request from 'supertest';
 import { clearOfWindowEnd } from '@tollgate/core/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -446,6 +450,250 @@ describe.each(platforms)('@tollgate/nestjs on platform-%s', (platform: Platform)
       await afterResponse();
       expect(await recorded(tollgate, 'acme')).toHaveLength(1);
       expect(await usage(tollgate, 'acme')).toEqual({ 'daily-tokens': 7 });
+    });
+
+    /** Opens the route and leaves once the handler has started. */
+    async function leave(path: string, started: Promise<void>): Promise<void> {
+      await new Promise<void>((resolve) => {
+        const req = http.get(`${url(app!)}${path}`, { headers: { 'x-customer-id': 'acme' } });
+        void started.then(() => req.destroy());
+        req.on('close', () => resolve());
+        req.on('error', () => resolve());
+      });
+    }
+
+    it('records a stream the client leaves before its first value, with the usage added and the estimate (values is not called)', async () => {
+      const started = deferred();
+      const firstToken = deferred();
+      const values = vi.fn((last: MessageEvent) => ({ tokens: (last.data as { tokens: number }).tokens }));
+      @Controller('events')
+      class SlowStartController {
+        @Sse('slow-start')
+        @Metered({ eventType: 'llm.stream', estimate: { tokens: 500 }, values })
+        slowStart(@Metering() metering: RequestMetering): Observable<MessageEvent> {
+          metering.add({ calls: 1 });
+          started.resolve();
+          return from(firstToken.promise).pipe(map(() => ({ data: { tokens: 10 } })));
+        }
+      }
+      await start([dailyTokens(1000)], { controllers: [SlowStartController] });
+      const warnings = vi.spyOn(process, 'emitWarning');
+      try {
+        await leave('/events/slow-start', started.promise);
+        const [event] = await waitForEvents(tollgate, 'acme', 1);
+        expect(event.values).toEqual({ tokens: 500, calls: 1 });
+        expect(values).not.toHaveBeenCalled();
+        expect(warnings).not.toHaveBeenCalled();
+        expect(await usage(tollgate, 'acme')).toEqual({ 'daily-tokens': 500 });
+      } finally {
+        warnings.mockRestore();
+        firstToken.resolve();
+      }
+    });
+
+    it('a values that throws once the client left still records the usage added and the estimate, with a warning', async () => {
+      const started = deferred();
+      @Controller('events')
+      class ThrowingValuesController {
+        @Sse('throwing-values')
+        @Metered({ eventType: 'llm.stream', estimate: { tokens: 500, calls: 1 }, values: () => { throw new Error('no usage in this chunk'); } })
+        stream(@Metering() metering: RequestMetering): Observable<MessageEvent> {
+          return new Observable<MessageEvent>((subscriber) => {
+            metering.add({ tokens: 7 });
+            subscriber.next({ data: { chunk: 0 } });
+            started.resolve();
+            const timer = setInterval(() => subscriber.next({ data: { tick: true } }), 5);
+            return () => clearInterval(timer);
+          });
+        }
+      }
+      await start([dailyTokens(1000)], { controllers: [ThrowingValuesController] });
+      const warnings = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+      try {
+        await leave('/events/throwing-values', started.promise);
+        const [event] = await waitForEvents(tollgate, 'acme', 1);
+        expect(event.values).toEqual({ tokens: 7, calls: 1 });
+        expect(warnings).toHaveBeenCalledWith(expect.stringContaining('no usage in this chunk'), expect.objectContaining({ code: 'TOLLGATE_RECORD_FAILED' }));
+      } finally {
+        warnings.mockRestore();
+      }
+    });
+  });
+
+  it('a completed handler whose values throws records nothing and releases its hold, with a warning', async () => {
+    @Controller('chat')
+    class ChatController {
+      @Post()
+      @Metered({ estimate: { tokens: 800 }, values: (result: ChatResult) => ({ tokens: result.usage.totalTokens }) })
+      chat() {
+        return { text: 'no usage field' };
+      }
+    }
+    await start([dailyTokens(1000)], { controllers: [ChatController] });
+    const warnings = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      await request(app!.getHttpServer()).post('/chat').set('x-customer-id', 'acme').expect(201);
+      await vi.waitFor(() => expect(warnings).toHaveBeenCalledWith(expect.stringContaining('not recorded'), expect.objectContaining({ code: 'TOLLGATE_RECORD_FAILED' })));
+      await request(app!.getHttpServer()).post('/chat').set('x-customer-id', 'acme').expect(201); // not 429: the first hold is gone
+      await afterResponse();
+      expect(await recorded(tollgate, 'acme')).toHaveLength(0);
+    } finally {
+      warnings.mockRestore();
+    }
+  });
+
+  it('a handler a timeout interceptor gave up on is recorded with the estimate (values is not called)', async () => {
+    // The interceptor of Nest's documentation, applied globally, so it runs outside TollgateInterceptor.
+    @Injectable()
+    class TimeoutInterceptor implements NestInterceptor {
+      intercept(_context: ExecutionContext, next: CallHandler) {
+        return next.handle().pipe(
+          timeout(20),
+          catchError((error) => throwError(() => (error instanceof TimeoutError ? new RequestTimeoutException() : error))),
+        );
+      }
+    }
+    const modelAnswered = deferred();
+    @Controller('chat')
+    class ChatController {
+      @Post()
+      @Metered<ChatResult>({ eventType: 'llm.completion', estimate: { tokens: 800 }, values: (result) => ({ tokens: result.usage.totalTokens }) })
+      async chat(): Promise<ChatResult> {
+        await modelAnswered.promise;
+        return { text: 'late', usage: { totalTokens: 5 } };
+      }
+    }
+    await start([dailyTokens(1000)], { controllers: [ChatController], providers: [{ provide: APP_INTERCEPTOR, useClass: TimeoutInterceptor }] });
+    const warnings = vi.spyOn(process, 'emitWarning');
+    try {
+      await request(app!.getHttpServer()).post('/chat').set('x-customer-id', 'acme').expect(408);
+      const [event] = await waitForEvents(tollgate, 'acme', 1);
+      expect(event).toMatchObject({ eventType: 'llm.completion', values: { tokens: 800 } });
+      expect(warnings).not.toHaveBeenCalled();
+    } finally {
+      warnings.mockRestore();
+      modelAnswered.resolve();
+    }
+  });
+
+  it('a route streaming through @Res() is recorded when its response ends, with the usage added while writing', async () => {
+    @Controller('chat')
+    class ChatController {
+      @Get('piped')
+      @Metered({ eventType: 'llm.stream', estimate: { tokens: 10 } })
+      piped(@Res() response: any, @Metering() metering: RequestMetering): void {
+        // As pipeTextStreamToResponse does: the handler returns at once and the response goes on.
+        if (platform === 'fastify') response.hijack();
+        const raw: http.ServerResponse = response.raw ?? response;
+        raw.writeHead(200, { 'content-type': 'text/plain' });
+        void (async () => {
+          for (let i = 0; i < 5; i++) {
+            await new Promise((r) => setTimeout(r, 2));
+            metering.add({ tokens: 100 });
+            raw.write('chunk ');
+          }
+          raw.end();
+        })();
+      }
+    }
+    await start([dailyTokens(1000)], { controllers: [ChatController] });
+    const res = await request(app!.getHttpServer()).get('/chat/piped').set('x-customer-id', 'acme').expect(200);
+    expect(res.text).toBe('chunk chunk chunk chunk chunk ');
+    const [event] = await waitForEvents(tollgate, 'acme', 1);
+    expect(event.values).toEqual({ tokens: 500 });
+    expect(await usage(tollgate, 'acme')).toEqual({ 'daily-tokens': 500 });
+  });
+
+  it('answers 400 invalid_request naming the field when a callback gives a bad customer id or dimension', async () => {
+    @Controller('chat')
+    class ChatController {
+      @Get()
+      @Metered({ dimensions: (context) => ({ model: context.switchToHttp().getRequest().query.model }) })
+      chat() {
+        return 'ok';
+      }
+    }
+    const customerId = (context: ExecutionContext) => {
+      const { query } = context.switchToHttp().getRequest();
+      return query.account ? Number(query.account) : 'acme';
+    };
+    await start([rpm(10)], { controllers: [ChatController] }, { customerId: customerId as TollgateModuleOptions['customerId'] });
+    const server = app!.getHttpServer();
+    const numeric = await request(server).get('/chat?model=small&account=42').expect(400).expect('content-type', /json/);
+    expect(numeric.body).toEqual({
+      error: { code: 'invalid_request', message: expect.stringContaining('customerId'), issues: [{ path: 'customerId', message: expect.any(String) }] },
+    });
+    const noModel = await request(server).get('/chat').expect(400);
+    expect(noModel.body).toEqual({
+      error: { code: 'invalid_request', message: expect.stringContaining('dimensions.model'), issues: [{ path: 'dimensions.model', message: expect.any(String) }] },
+    });
+    await request(server).get('/chat?model=small').expect(200, 'ok');
+    await waitForEvents(tollgate, 'acme', 1);
+  });
+
+  describe('a TollgateGuard subclass on a @Metered() route', () => {
+    @Injectable()
+    class ApiKeyGuard extends TollgateGuard {
+      protected override async getCustomerId(context: ExecutionContext) {
+        return context.switchToHttp().getRequest().headers['x-api-key'] === 'secret-acme' ? 'acme' : undefined;
+      }
+    }
+
+    it('decides in place of the guard @Metered() adds, in either order and with @Metered() on the controller', async () => {
+      @Controller('a')
+      class SubclassAboveController {
+        @Get()
+        @UseGuards(ApiKeyGuard)
+        @Metered({ eventType: 'route.a' })
+        a() {
+          return 'a';
+        }
+      }
+      @Controller('b')
+      class SubclassBelowController {
+        @Get()
+        @Metered({ eventType: 'route.b' })
+        @UseGuards(ApiKeyGuard)
+        b() {
+          return 'b';
+        }
+      }
+      @Controller('c')
+      @Metered({ eventType: 'route.c' })
+      class MeteredOnControllerController {
+        @Get()
+        @UseGuards(ApiKeyGuard)
+        c() {
+          return 'c';
+        }
+      }
+      await start([rpm(10)], { controllers: [SubclassAboveController, SubclassBelowController, MeteredOnControllerController] }, { customerId: undefined });
+      const server = app!.getHttpServer();
+      for (const path of ['/a', '/b', '/c']) {
+        await request(server).get(path).expect(401);
+        await request(server).get(path).set('x-api-key', 'secret-acme').expect(200, path.slice(1));
+      }
+      const events = await waitForEvents(tollgate, 'acme', 3);
+      expect(events.map((e) => e.eventType).sort()).toEqual(['route.a', 'route.b', 'route.c']);
+    });
+
+    it('decides in place of a global TollgateGuard', async () => {
+      @Controller('a')
+      class KeyedController {
+        @Get()
+        @UseGuards(ApiKeyGuard)
+        a() {
+          return 'a';
+        }
+      }
+      await start([rpm(10)], {
+        controllers: [KeyedController],
+        providers: [{ provide: APP_GUARD, useClass: TollgateGuard }, { provide: APP_INTERCEPTOR, useClass: TollgateInterceptor }],
+      }, { customerId: () => 'from-module' });
+      await request(app!.getHttpServer()).get('/a').set('x-api-key', 'secret-acme').expect(200, 'a');
+      await waitForEvents(tollgate, 'acme', 1);
+      await afterResponse();
+      expect(await recorded(tollgate, 'from-module')).toHaveLength(0);
     });
   });
 });
