@@ -10,6 +10,11 @@ export interface MeteringState {
   metered: MeteredOptions;
   /** Set by the first interceptor: from then on it alone settles the session. */
   intercepted: boolean;
+  /**
+   * Set by the interceptor when the handler completed before its response was over: the guard's
+   * 'close' listener (one per request) runs it.
+   */
+  onClose: (() => void) | null;
 }
 
 type Carrier = Record<symbol, MeteringState | undefined>;

@@ -84,7 +84,7 @@ export class TollgateGuard implements CanActivate {
       }
       throw error;
     }
-    const state: MeteringState = { session, metered, intercepted: false };
+    const state: MeteringState = { session, metered, intercepted: false, onClose: null };
     attachState(context, state);
     const { decision } = session;
     if (!decision.allowed) {
@@ -176,14 +176,16 @@ export class TollgateGuard implements CanActivate {
   }
 
   /**
-   * The interceptor settles what it sees; this covers requests it never saw (no interceptor on
-   * the route, or a later guard refused): recorded when the status is below 400, else released.
+   * The interceptor settles what it sees, and when its handler completed before the response was
+   * over it leaves `onClose` to run here. This covers requests it never saw (no interceptor on the
+   * route, or a later guard refused): recorded when the status is below 400, else released.
    */
   private settleWhenResponseEnds(context: ExecutionContext, state: MeteringState): void {
     const response = rawResponse(context);
     // 'close' comes after 'finish' on every response, and alone when the client left first.
     response.once('close', () => {
-      if (!state.intercepted) void state.session.settle({ record: response.statusCode < 400 });
+      if (state.onClose !== null) state.onClose();
+      else if (!state.intercepted) void state.session.settle({ record: response.statusCode < 400 });
     });
   }
 }

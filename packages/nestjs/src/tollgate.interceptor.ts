@@ -53,7 +53,11 @@ export class TollgateInterceptor implements NestInterceptor {
         },
         complete: () => {
           ended = true;
-          whenResponseIsOver(context, () => record(false));
+          // A handler completes before Nest writes its answer, and one holding @Res() may go on
+          // writing (a piped model stream) and adding usage: record once the response is over.
+          const response = rawResponse(context);
+          if (response.writableEnded || response.destroyed) record(false);
+          else state.onClose = () => record(false);
           subscriber.complete();
         },
       });
@@ -64,15 +68,3 @@ export class TollgateInterceptor implements NestInterceptor {
     });
   }
 }
-
-/**
- * Runs `settle` once the response is over. A handler completes before Nest writes its answer,
- * and one holding `@Res()` may go on writing (a piped model stream) and reporting usage after
- * it returned; 'close' comes after 'finish', and alone when the client left first.
- */
-function whenResponseIsOver(context: ExecutionContext, settle: () => void): void {
-  const response = rawResponse(context);
-  if (response.writableEnded || response.destroyed) settle();
-  else response.once('close', settle);
-}
-
