@@ -7,6 +7,7 @@ import {
   type CanActivate,
   type ExecutionContext,
 } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
 import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import {
@@ -92,9 +93,15 @@ export class TollgateGuard implements CanActivate {
       else await this.onLimitExceeded(context, decision);
       return false;
     }
+    // The client left while the decision was made ('close' has fired already): release the hold.
+    const response = rawResponse(context);
+    if (response.destroyed) {
+      await session.settle({ record: false });
+      return false;
+    }
     context.switchToHttp().getRequest().tollgate = session;
     this.setHeaders(context, rateLimitHeaders(decision.limits, this.headerOptions));
-    this.settleWhenResponseEnds(context, state);
+    this.settleWhenResponseEnds(response, state);
     return true;
   }
 
@@ -180,8 +187,7 @@ export class TollgateGuard implements CanActivate {
    * over it leaves `onClose` to run here. This covers requests it never saw (no interceptor on the
    * route, or a later guard refused): recorded when the status is below 400, else released.
    */
-  private settleWhenResponseEnds(context: ExecutionContext, state: MeteringState): void {
-    const response = rawResponse(context);
+  private settleWhenResponseEnds(response: ServerResponse, state: MeteringState): void {
     // 'close' comes after 'finish' on every response, and alone when the client left first.
     response.once('close', () => {
       if (state.onClose !== null) state.onClose();

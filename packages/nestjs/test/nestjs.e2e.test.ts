@@ -604,6 +604,40 @@ describe.each(platforms)('@tollgate/nestjs on platform-%s', (platform: Platform)
     expect(await usage(tollgate, 'acme')).toEqual({ 'daily-tokens': 500 });
   });
 
+  it('releases the hold of a client that left while the guard was deciding, and never runs the handler', async () => {
+    const handler = vi.fn(() => 'ok');
+    @Controller('chat')
+    class ChatController {
+      @Post()
+      @Metered({ estimate: { tokens: 800 } })
+      chat() {
+        return handler();
+      }
+    }
+    // The customer comes from a slow lookup (an auth service): the client leaves meanwhile.
+    const asked = deferred();
+    const left = deferred();
+    const customerId = async () => {
+      asked.resolve();
+      await left.promise;
+      return 'acme';
+    };
+    await start([dailyTokens(1000)], { controllers: [ChatController] }, { customerId });
+    const req = http.request(`${url(app!)}/chat`, { method: 'POST' });
+    req.on('error', () => {});
+    req.end();
+    await asked.promise;
+    req.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    left.resolve();
+    // The reservation is made (it creates the customer), then let go at once, not when it lapses.
+    await vi.waitFor(async () => expect(await tollgate.customers.retrieve('acme')).toMatchObject({ id: 'acme' }));
+    await afterResponse();
+    expect((await tollgate.limits.check({ customerId: 'acme', estimate: { tokens: 800 } })).limits[0].used).toBe(0);
+    expect(handler).not.toHaveBeenCalled();
+    expect(await recorded(tollgate, 'acme')).toHaveLength(0);
+  });
+
   it('answers 400 invalid_request naming the field when a callback gives a bad customer id or dimension', async () => {
     @Controller('chat')
     class ChatController {
