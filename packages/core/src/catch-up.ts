@@ -180,7 +180,7 @@ export class CounterCatchUp {
     const entry = this.unreported.get(reason) ?? { updates: 0, events: 0, detail: '', warnedAt: -Infinity };
     entry.updates += updates;
     entry.events += events;
-    if (error !== undefined) entry.detail = typeof error === 'string' ? error : String((error as Error)?.message ?? error);
+    if (error !== undefined) entry.detail = String((error as Error)?.message ?? error);
     this.unreported.set(reason, entry);
     if (performance.now() - entry.warnedAt >= WARN_EVERY_MS) this.warn(reason);
   }

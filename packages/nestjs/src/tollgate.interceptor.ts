@@ -19,10 +19,11 @@ export class TollgateInterceptor implements NestInterceptor {
     if (!state || state.intercepted || !state.session.decision.allowed) return next.handle();
     state.intercepted = true;
     const { session, metered } = state;
-    // Boxed, so a handler that produced `undefined` is told apart from one that produced nothing.
-    let result: { value: unknown } | undefined;
+    // Whether the handler produced a value at all, and its last one (which may be `undefined`).
+    let produced = false;
+    let last: unknown;
     let ended = false;
-    const valuesOfResult = (): Values | undefined => (result && metered.values ? metered.values(result.value, context) : undefined);
+    const valuesOfResult = (): Values | undefined => (produced && metered.values ? metered.values(last, context) : undefined);
     // `left`: torn down before completing (the client left mid-stream, or an outer interceptor
     // such as a timeout gave up). The work was done, so what was added and the estimate stand in
     // even when `values` throws; a completed request whose `values` throws is released.
@@ -43,7 +44,8 @@ export class TollgateInterceptor implements NestInterceptor {
     return new Observable((subscriber) => {
       const subscription = next.handle().subscribe({
         next: (value) => {
-          result = { value };
+          produced = true;
+          last = value;
           subscriber.next(value);
         },
         error: (error) => {

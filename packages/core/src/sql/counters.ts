@@ -106,8 +106,6 @@ export function customersOf(op: CounterOperation): string[] {
   return [...ids].sort();
 }
 
-
-
 function isNewDistinct(slot: CounterSlot, s: LoadedSlot): boolean {
   return slot.aggregation === 'unique' && typeof slot.contribution === 'string' && !s.values.has(slot.contribution);
 }
