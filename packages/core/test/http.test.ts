@@ -121,6 +121,21 @@ describe('rateLimitHeaders', () => {
     });
   });
 
+  it('gives each request its own quota and policy when limits and windows alternate', () => {
+    const forever = status({ period: 'all_time', reset: null, windowStart: '1970-01-01T00:00:00.000Z', windowEnd: null });
+    const big = status({ limit: 1e12, used: 1, remaining: 1e12 - 1 });
+    const options = { standardHeaders: 'draft-6', legacyHeaders: false, now: NOW } as const;
+    const policy = (l: LimitStatus) => rateLimitHeaders([l], options)['RateLimit-Policy'];
+    const quota = (l: LimitStatus) => rateLimitHeaders([l], options)['RateLimit-Limit'];
+    for (let round = 0; round < 2; round++) {
+      expect([policy(status()), policy(daily), policy(forever), policy(status()), policy(big), policy(forever)]).toEqual([
+        '10;w=60', '1000;w=86400', '10', '10;w=60', '1000000000000;w=60', '10',
+      ]);
+      expect([quota(big), quota(status()), quota(daily)]).toEqual(['1000000000000', '10', '1000']);
+      expect(rateLimitHeaders([daily], { ...options, standardHeaders: 'draft-7' })['RateLimit-Policy']).toBe('1000;w=86400');
+    }
+  });
+
   it('advertises whole quota units, rounded down, for a limit on a fractional meter', () => {
     // 1.5 dollars with 0.3 left (in floating point, 1.5 - 1.2 is 0.30000000000000004).
     const dollars = status({ limit: 1.5, used: 1.2, remaining: 1.5 - 1.2 });
