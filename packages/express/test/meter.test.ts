@@ -485,6 +485,36 @@ describe.each([
     expect(await usage(tollgate, 'acme')).toEqual({ rpm: 4, tokens: 14 });
   });
 
+  it('req.tollgate reaches handlers in sub-apps and after them, and can still be assigned', async () => {
+    tollgate = tollgateWith([{ id: 'rpm', name: 'Requests per minute', meterId: 'requests', limitValue: 1000, period: 'minute' }]);
+    const seen = (req: express5.Request) => ({ metered: req.tollgate !== undefined, remaining: req.tollgate?.decision.limits[0]?.remaining });
+    const app = express();
+    const outer = express();
+    const inner = express();
+    // The meter in the parent app, the handler in a sub-app.
+    app.use('/outer', meter(tollgate, { customerId: byHeader }), outer);
+    outer.get('/x', (req, res) => res.json(seen(req)));
+    // The meter in a sub-app, the handler in the parent app after the sub-app passed the request on.
+    inner.use(meter(tollgate, { customerId: byHeader, eventType: 'inner.request' }));
+    app.use('/inner', inner);
+    app.get('/inner/x', (req, res) => res.json(seen(req)));
+    // A middleware of the user's may set req.tollgate itself.
+    app.get('/own', meter(tollgate, { customerId: byHeader }), (req, _res, next) => {
+      req.tollgate = undefined;
+      next();
+    }, (req, res) => res.json(seen(req)));
+    app.get('/unmetered', (req, res) => res.json(seen(req)));
+    server = await listen(app);
+
+    expect((await request(server).get('/outer/x').set('x-customer-id', 'acme').expect(200)).body).toEqual({ metered: true, remaining: 1000 });
+    await waitForEvents(tollgate, 'acme', 1);
+    expect((await request(server).get('/inner/x').set('x-customer-id', 'acme').expect(200)).body).toEqual({ metered: true, remaining: 999 });
+    await waitForEvents(tollgate, 'acme', 2);
+    expect((await request(server).get('/own').set('x-customer-id', 'acme').expect(200)).body).toEqual({ metered: false });
+    expect((await request(server).get('/unmetered').set('x-customer-id', 'acme').expect(200)).body).toEqual({ metered: false });
+    await waitForEvents(tollgate, 'acme', 3);
+  });
+
   describe('when the store fails', () => {
     const limits: CreateLimitInput[] = [{ id: 'rpm', name: 'Requests per minute', meterId: 'requests', limitValue: 10, period: 'minute' }];
 
@@ -540,6 +570,29 @@ describe.each([
     app.use((err: Error, _req: express5.Request, res: express5.Response, _next: express5.NextFunction) => res.status(500).json({ caught: err.message }));
     server = await listen(app);
     await request(server).get('/x').expect(500, { caught: 'auth service down' });
+  });
+});
+
+describe('meter() without Express', () => {
+  it('runs on a plain Node request and sets req.tollgate on it', async () => {
+    const tollgate = tollgateWith([{ id: 'rpm', name: 'Requests per minute', meterId: 'requests', limitValue: 10, period: 'minute' }]);
+    const metered = meter(tollgate, { customerId: (req) => req.headers['x-customer-id'] as string });
+    const server = http.createServer((req, res) => {
+      metered(req as express5.Request, res as express5.Response, () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ own: Object.prototype.hasOwnProperty.call(req, 'tollgate'), remaining: (req as express5.Request).tollgate?.decision.limits[0]?.remaining }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const res = await request(server).get('/').set('x-customer-id', 'acme').expect(200);
+      expect(res.body).toEqual({ own: true, remaining: 10 });
+      expect(res.headers['ratelimit-remaining']).toBe('10');
+      await waitForEvents(tollgate, 'acme', 1);
+    } finally {
+      await close(server);
+      await tollgate.close();
+    }
   });
 });
 
