@@ -1,15 +1,30 @@
 // Load-testing helpers for the framework benchmarks: the app runs in a child process (so the
 // load generator does not share its event loop) on 127.0.0.1, and autocannon measures each of
 // its routes in turn.
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import autocannon from 'autocannon';
 import { fmt, machine, quick, table } from './measure.mjs';
 
 /** True in the child process that serves the app. */
 export const serving = process.argv.includes('--serve');
 
-/** In the child: reports the listening port to the parent, then answers CPU-time queries. */
+/**
+ * In the child: reports the listening port to the parent, then answers CPU-time queries. Under
+ * callgrind (bench/instructions.mjs sets TOLLGATE_BENCH_CALLGRIND=warm:count), it zeroes the
+ * counts after `warm` requests and dumps them after `count` more, so the dump holds exactly
+ * `count` requests in steady state on the same connections.
+ */
 export function announce(server) {
+  const window = process.env.TOLLGATE_BENCH_CALLGRIND?.split(':').map(Number);
+  if (window) {
+    const [warm, count] = window;
+    let seen = 0;
+    server.on('request', () => {
+      seen++;
+      if (seen === warm) execFileSync('callgrind_control', ['--zero', String(process.pid)], { stdio: 'ignore' });
+      if (seen === warm + count) execFileSync('callgrind_control', ['--dump', String(process.pid)], { stdio: 'ignore' });
+    });
+  }
   process.on('message', (message) => {
     if (message === 'cpu') process.send({ cpu: process.cpuUsage() });
   });
