@@ -1,5 +1,6 @@
 import {
   TollgateError,
+  attachSession,
   customerRequiredResponse,
   invalidRequestResponse,
   limitExceededBody,
@@ -13,52 +14,11 @@ import {
   type Tollgate,
   type Values,
 } from '@tollgate/core';
-import { IncomingMessage } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { validateOptions, type MeterOptions } from './options.js';
 
 function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return typeof (value as PromiseLike<T> | null)?.then === 'function';
-}
-
-// `req.tollgate` is an accessor on Express's request prototype that reads the session from a
-// WeakMap. Express changes the prototype of every request it handles, so adding a property to
-// each request (`req.tollgate = session`) missed V8's inline caches on every request: some 20k
-// instructions a request, the costliest line of the middleware. Assigning `req.tollgate` still
-// works; it makes an own property, as before.
-const sessions = new WeakMap<object, MeteringSession>();
-/** Per request prototype, the prototype that carries the accessor (null: none can). */
-const holders = new WeakMap<object, object | null>();
-
-function attach(req: Request, session: MeteringSession): void {
-  const proto = Object.getPrototypeOf(req) as object | null;
-  let holder = proto === null ? null : holders.get(proto);
-  if (holder === undefined) holders.set(proto!, (holder = accessorHolder(proto!)));
-  if (holder === null) req.tollgate = session;
-  else sessions.set(req, session);
-}
-
-/**
- * The prototype to carry the accessor: the last one before Node's IncomingMessage, which is
- * Express's own request object, shared by every app and sub-app a request passes through. Null
- * when there is none (a plain IncomingMessage) or it has a `tollgate` of its own already.
- */
-function accessorHolder(proto: object): object | null {
-  let holder: object | null = proto;
-  while (holder !== null && Object.getPrototypeOf(holder) !== IncomingMessage.prototype) holder = Object.getPrototypeOf(holder) as object | null;
-  if (holder === null) return null;
-  const own = Object.getOwnPropertyDescriptor(holder, 'tollgate');
-  if (own !== undefined) return own.get === readSession ? holder : null;
-  Object.defineProperty(holder, 'tollgate', { configurable: true, get: readSession, set: writeSession });
-  return holder;
-}
-
-function readSession(this: object): MeteringSession | undefined {
-  return sessions.get(this);
-}
-
-function writeSession(this: object, value: unknown): void {
-  Object.defineProperty(this, 'tollgate', { value, writable: true, enumerable: true, configurable: true });
 }
 
 function setHeaders(res: Response, headers: Record<string, string>): void {
@@ -164,7 +124,7 @@ export function meter(tollgate: Tollgate, options: MeterOptions): RequestHandler
     }
     // A response that closed (the client left) while deciding: Node marks it destroyed then.
     if (res.destroyed) return session.settle({ record: false });
-    attach(req, session);
+    attachSession(req, session);
     if (sendsHeaders) setHeaders(res, rateLimitHeaders(decision.limits, headerOptions));
     watch(req, res, session);
     next();

@@ -12,6 +12,7 @@ import { GUARDS_METADATA } from '@nestjs/common/constants.js';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import {
   TollgateError,
+  attachSession,
   customerRequiredResponse,
   invalidRequestResponse,
   meterRequest,
@@ -99,7 +100,7 @@ export class TollgateGuard implements CanActivate {
       await session.settle({ record: false });
       return false;
     }
-    context.switchToHttp().getRequest().tollgate = session;
+    attachSession(context.switchToHttp().getRequest(), session);
     this.setHeaders(context, rateLimitHeaders(decision.limits, this.headerOptions));
     this.settleWhenResponseEnds(response, state);
     return true;
