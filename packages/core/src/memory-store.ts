@@ -44,6 +44,8 @@ class MemorySlot {
   /** Event ids counted here when events come from another ledger (retry safety). */
   applied: Set<string> | null = null;
   constructor(
+    /** The {@link CounterSlot.limitKey} this slot counts for. */
+    readonly limitKey: string,
     state: SlotState,
     public distinctValues: Set<string> | null,
     public windowStart: number,
@@ -119,6 +121,12 @@ class CustomerData {
   readonly latest = new Map<string, MemorySlot>();
   /** Earlier windows that backdated events or old holds still use, keyed by `${limitKey}|${windowStart}`. */
   readonly earlier = new Map<string, MemorySlot>();
+  /**
+   * The slots the customer's last operation read, by position: the next one (a reservation's
+   * commit, the next check) asks for the same limits in the same order, and finds them here
+   * without a lookup by limit key. Emptied when a sweep drops slots.
+   */
+  readonly recent: MemorySlot[] = [];
   /** The customer's events, ascending by (timestamp, id). */
   readonly events: StoredEvent[] = [];
   /** Event id by idempotency key. */
@@ -203,6 +211,11 @@ class MemoryStore implements Store {
   /** Every event, ascending by (timestamp, id). */
   private readonly events: StoredEvent[] = [];
   private readonly byCustomer = new Map<string, CustomerData>();
+  /**
+   * The customer the last lookup found: an operation reads every slot of one customer, and a
+   * reservation's commit follows it, so most lookups are this one and skip the map.
+   */
+  private lastCustomer: CustomerData | null = null;
   private operations = 0;
   /** The earliest end among the windows of the slots kept: until then, a sweep would find nothing. */
   private nextWindowEnd = Infinity;
@@ -361,35 +374,54 @@ class MemoryStore implements Store {
 
   // ── counters ──────────────────────────────────────────────────────────────
 
-  private slotFor(slot: CounterSlot, now: number): MemorySlot {
-    let s = this.findSlot(slot);
+  /** The state of `slot`, the `position`-th slot of its operation; built from the ledger if new. */
+  private slotFor(slot: CounterSlot, now: number, position: number): MemorySlot {
+    let own = this.customerData(slot.customerId);
+    let s = own !== undefined && position < own.recent.length ? own.recent[position] : undefined;
+    if (s !== undefined && s.limitKey === slot.limitKey && s.windowStart === slot.windowStart) {
+      s.dropExpired(now);
+      return s;
+    }
+    s = own === undefined ? undefined : this.slotIn(own, slot);
     if (s === undefined) {
       const built = this.buildState(slot.source);
-      s = new MemorySlot(built.state, built.distinctValues, slot.windowStart, slot.windowEnd);
+      s = new MemorySlot(slot.limitKey, built.state, built.distinctValues, slot.windowStart, slot.windowEnd);
       const fired = rebuiltFired(slot, s);
       if (fired.length > 0) s.fired = new Set(fired);
-      this.putSlot(slot, s);
+      own = this.putSlot(slot, s);
     } else {
       s.dropExpired(now);
     }
+    if (position <= own!.recent.length) own!.recent[position] = s;
     return s;
   }
 
   private dataOf(customerId: string): CustomerData {
-    let own = this.byCustomer.get(customerId);
+    let own = this.customerData(customerId);
     if (own === undefined) this.byCustomer.set(customerId, (own = new CustomerData(customerId)));
+    return (this.lastCustomer = own);
+  }
+
+  private customerData(customerId: string): CustomerData | undefined {
+    const last = this.lastCustomer;
+    if (last !== null && last.customerId === customerId) return last;
+    const own = this.byCustomer.get(customerId);
+    if (own !== undefined) this.lastCustomer = own;
     return own;
   }
 
   private findSlot(slot: CounterSlot): MemorySlot | undefined {
-    const own = this.byCustomer.get(slot.customerId);
-    if (own === undefined) return undefined;
+    const own = this.customerData(slot.customerId);
+    return own === undefined ? undefined : this.slotIn(own, slot);
+  }
+
+  private slotIn(own: CustomerData, slot: CounterSlot): MemorySlot | undefined {
     const s = own.latest.get(slot.limitKey);
     if (s !== undefined && s.windowStart === slot.windowStart) return s;
     return own.earlier.size === 0 ? undefined : own.earlier.get(`${slot.limitKey}|${slot.windowStart}`);
   }
 
-  private putSlot(slot: CounterSlot, s: MemorySlot): void {
+  private putSlot(slot: CounterSlot, s: MemorySlot): CustomerData {
     if (s.windowEnd !== null && s.windowEnd < this.nextWindowEnd) this.nextWindowEnd = s.windowEnd;
     const own = this.dataOf(slot.customerId);
     const latest = own.latest.get(slot.limitKey);
@@ -399,6 +431,7 @@ class MemoryStore implements Store {
     } else {
       own.earlier.set(`${slot.limitKey}|${s.windowStart}`, s);
     }
+    return own;
   }
 
   private usedOf(slot: CounterSlot, s: MemorySlot): number {
@@ -434,7 +467,7 @@ class MemoryStore implements Store {
         let allowed = true;
         for (let i = 0; i < n; i++) {
           const slot = op.slots[i];
-          const s = this.slotFor(slot, op.now);
+          const s = this.slotFor(slot, op.now, i);
           if (states !== null) states[i] = s;
           const used = this.usedOf(slot, s);
           const ok = slotAllows(slot, s, used, this.isNewDistinct(slot, s));
@@ -464,7 +497,7 @@ class MemoryStore implements Store {
           const item = op.items[j];
           const n = item.slots.length;
           const states: MemorySlot[] = new Array(n);
-          for (let i = 0; i < n; i++) states[i] = this.slotFor(item.slots[i], op.now);
+          for (let i = 0; i < n; i++) states[i] = this.slotFor(item.slots[i], op.now, i);
           const holdWasOpen = item.holdId !== undefined && this.dropHold(item.holdId, item.holdSlots ?? [], item.slots, states);
           const record = op.persist ? this.insertEvent(item.event, holdWasOpen && item.event.idempotencyKey === item.holdId) : { id: item.event.id, recorded: true };
           records[j] = record;
@@ -502,7 +535,7 @@ class MemoryStore implements Store {
       case 'seed':
         for (const { slot, state, distinctValues } of op.seeds) {
           if (this.findSlot(slot) !== undefined) continue;
-          this.putSlot(slot, new MemorySlot(state, slot.aggregation === 'unique' ? new Set(distinctValues) : null, slot.windowStart, slot.windowEnd));
+          this.putSlot(slot, new MemorySlot(slot.limitKey, state, slot.aggregation === 'unique' ? new Set(distinctValues) : null, slot.windowStart, slot.windowEnd));
         }
         return { allowed: true, slots: [] };
     }
@@ -538,7 +571,9 @@ class MemoryStore implements Store {
       }
       if (s.windowEnd < next) next = s.windowEnd;
     };
+    this.lastCustomer = null;
     this.byCustomer.forEach((own, customerId) => {
+      own.recent.length = 0;
       own.latest.forEach(dropEnded);
       if (own.earlier.size > 0) own.earlier.forEach(dropEnded);
       if (own.latest.size === 0 && own.earlier.size === 0 && own.events.length === 0) this.byCustomer.delete(customerId);
