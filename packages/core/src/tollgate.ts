@@ -199,6 +199,9 @@ interface LimitEntry {
   thresholds: number[];
   /** Where the meter's field is read (see {@link fieldSource}). */
   field: ReturnType<typeof fieldSource>;
+  /** The window this limit was last decided in, and the cache it came from (see {@link Engine.windowOf}). */
+  window: CachedWindow | null;
+  windowFrom: WindowCache | null;
 }
 
 interface Definitions {
@@ -476,6 +479,8 @@ class Engine {
         limitKey: limitKeyOf(limit, meter),
         thresholds: [...new Set([...(limit.alertThresholds ?? []), 100])].sort((a, b) => a - b),
         field: fieldSource(meter.field),
+        window: null,
+        windowFrom: null,
       });
     }
     this.defs = { meters, limits, entries, loadedAt: this.clock() };
@@ -532,17 +537,33 @@ class Engine {
     return { timezone, billingCycleStart, windows: new Map(), zoneWindows, at, known };
   }
 
-  private windowOf(limit: Limit, at: number, context: CustomerContext): CachedWindow {
-    const period = limit.period;
+  /**
+   * The window of `entry`'s limit containing `at`. The last one is kept on the entry too, with the
+   * cache it came from (the customer's, the timezone's or the UTC one): when the next decision
+   * reads the same cache, as every decision on UTC and same-timezone limits does, the window
+   * needs no map lookup.
+   */
+  private windowOf(entry: LimitEntry, at: number, context: CustomerContext): CachedWindow {
+    const period = entry.limit.period;
     const scope = windowScope(period);
     const windows = scope === 'anchor' ? context.windows : scope === 'zone' ? context.zoneWindows : this.utcWindows;
+    const last = entry.window;
+    if (last !== null && entry.windowFrom === windows && at >= last.start && (last.end === null || at < last.end)) return last;
     const cached = windows.get(period);
-    if (cached && at >= cached.start && (cached.end === null || at < cached.end)) return cached;
+    if (cached && at >= cached.start && (cached.end === null || at < cached.end)) {
+      entry.window = cached;
+      entry.windowFrom = windows;
+      return cached;
+    }
     const w = windowFor(period, at, context);
-    const entry: CachedWindow = { start: w.start, end: w.end, startIso: iso(w.start), endIso: w.end === null ? null : iso(w.end), reset: w.end === null ? null : Math.ceil(w.end / 1000) };
+    const created: CachedWindow = { start: w.start, end: w.end, startIso: iso(w.start), endIso: w.end === null ? null : iso(w.end), reset: w.end === null ? null : Math.ceil(w.end / 1000) };
     // Only the current window is worth keeping; backdated events compute theirs.
-    if (!cached || w.start > cached.start) windows.set(period, entry);
-    return entry;
+    if (!cached || w.start > cached.start) {
+      windows.set(period, created);
+      entry.window = created;
+      entry.windowFrom = windows;
+    }
+    return created;
   }
 
   private async ensureReady(): Promise<void> {
@@ -562,7 +583,7 @@ class Engine {
       const { limit, meter, field } = entry;
       if (!limitApplies(limit, meter, target, strict)) continue;
       const contribution = values === undefined ? null : field.from === 'count' ? 1 : (field.from === 'values' ? values[field.key] : target.dimensions?.[field.key]) ?? null;
-      slots.push(new LimitSlot(entry, this.windowOf(limit, at, context), target.customerId, contribution));
+      slots.push(new LimitSlot(entry, this.windowOf(entry, at, context), target.customerId, contribution));
     }
     return slots;
   }
