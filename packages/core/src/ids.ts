@@ -11,27 +11,27 @@ let sequence = 0;
 const time: number[] = new Array(9).fill(0);
 
 /**
- * Per prefix, the bytes of a whole id, rewritten in place and read as one flat string: the prefix
- * and `_` once, the time when it changes, the sequence and random part on every call.
+ * Per prefix, the character codes of a whole id, rewritten in place and read as one flat string
+ * by `String.fromCharCode` (no call into C++, unlike decoding a Buffer): the prefix and `_` once,
+ * the time when it changes, the sequence and random part on every call.
  */
-interface IdBuffer {
-  bytes: Buffer;
-  /** Where the time starts (the prefix's length in bytes, plus `_`). */
+interface IdCodes {
+  codes: number[];
+  /** Where the time starts (the prefix's length, plus `_`). */
   start: number;
   /** The time its time characters were written for. */
   time: number;
-  /** latin1 for an ASCII prefix (the fast read), utf8 otherwise. */
-  encoding: 'latin1' | 'utf8';
 }
-const buffers = new Map<string, IdBuffer>();
+const buffers = new Map<string, IdCodes>();
 
-function bufferFor(prefix: string): IdBuffer {
+function bufferFor(prefix: string): IdCodes {
   let b = buffers.get(prefix);
   if (b === undefined) {
-    const head = Buffer.from(`${prefix}_`, 'utf8');
-    const bytes = Buffer.alloc(head.length + 21);
-    head.copy(bytes);
-    b = { bytes, start: head.length, time: -1, encoding: head.length === prefix.length + 1 ? 'latin1' : 'utf8' };
+    const head = `${prefix}_`;
+    const codes = Array.from({ length: head.length }, (_, i) => head.charCodeAt(i));
+    const start = codes.length;
+    for (let i = 0; i < 21; i++) codes.push(DIGITS[0]);
+    b = { codes, start, time: -1 };
     if (buffers.size < 16) buffers.set(prefix, b);
   }
   return b;
@@ -56,21 +56,21 @@ export function newId(prefix: string, at = Date.now()): string {
     writeBase36(time, 0, 9, at);
   }
   const b = bufferFor(prefix);
-  const bytes = b.bytes;
+  const codes = b.codes;
   const p = b.start;
   if (b.time !== at) {
     b.time = at;
-    for (let i = 0; i < 9; i++) bytes[p + i] = time[i];
+    for (let i = 0; i < 9; i++) codes[p + i] = time[i];
   }
   let n = sequence++ % SEQUENCES;
   for (let i = p + 12; i >= p + 9; i--) {
-    bytes[i] = DIGITS[n % 36];
+    codes[i] = DIGITS[n % 36];
     n = (n / 36) | 0;
   }
   if (offset + 8 > pool.length) {
     pool = randomBytes(4096);
     offset = 0;
   }
-  for (let i = p + 13; i < p + 21; i++) bytes[i] = DIGITS[pool[offset++] % 36];
-  return bytes.toString(b.encoding, 0, p + 21);
+  for (let i = p + 13; i < p + 21; i++) codes[i] = DIGITS[pool[offset++] % 36];
+  return String.fromCharCode.apply(null, codes);
 }

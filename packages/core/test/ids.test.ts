@@ -13,9 +13,10 @@ describe('newId', () => {
     expect(newId('rsv', at)).toMatch(/^rsv_/);
   });
 
-  it('keeps a prefix outside ASCII intact', () => {
+  it('keeps a prefix outside ASCII intact, astral characters included', () => {
     const id = newId('événement', 5);
     expect(id).toMatch(/^événement_000000005[0-9a-z]{12}$/);
+    expect(newId('📈meter', 5)).toMatch(/^📈meter_000000005[0-9a-z]{12}$/u);
     expect(newId('événement', 5)).not.toBe(id);
   });
 });
