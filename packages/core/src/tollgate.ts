@@ -578,13 +578,18 @@ class Engine {
    * a count meter, else the meter's field.
    */
   private slotsFor(defs: Definitions, target: Target, strict: boolean, at: number, context: CustomerContext, values: Values | undefined): LimitSlot[] {
-    const slots: LimitSlot[] = [];
-    for (const entry of defs.entries) {
+    // Sized for every limit and cut to those that apply: pushing onto an empty array grows it on the slow path.
+    const entries = defs.entries;
+    const slots: LimitSlot[] = new Array(entries.length);
+    let n = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i];
       const { limit, meter, field } = entry;
       if (!limitApplies(limit, meter, target, strict)) continue;
       const contribution = values === undefined ? null : field.from === 'count' ? 1 : (field.from === 'values' ? values[field.key] : target.dimensions?.[field.key]) ?? null;
-      slots.push(new LimitSlot(entry, this.windowOf(entry, at, context), target.customerId, contribution));
+      slots[n++] = new LimitSlot(entry, this.windowOf(entry, at, context), target.customerId, contribution);
     }
+    slots.length = n;
     return slots;
   }
 
