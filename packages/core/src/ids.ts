@@ -37,10 +37,17 @@ function bufferFor(prefix: string): IdCodes {
   return b;
 }
 
-function writeBase36(codes: number[], at: number, width: number, n: number): void {
+/**
+ * Writes `n` in base 36 into `codes[at, at + width)`, from the last digit up. With `previous`
+ * (the number written there before), it stops where the digits left agree: from one millisecond
+ * to the next only the last one or two change.
+ */
+function writeBase36(codes: number[], at: number, width: number, n: number, previous = -1): void {
   for (let i = at + width - 1; i >= at; i--) {
     codes[i] = DIGITS[n % 36];
     n = Math.floor(n / 36);
+    previous = Math.floor(previous / 36);
+    if (n === previous) return;
   }
 }
 
@@ -51,9 +58,9 @@ function writeBase36(codes: number[], at: number, width: number, n: number): voi
  */
 export function newId(prefix: string, at = Date.now()): string {
   if (at !== lastTime) {
+    writeBase36(time, 0, 9, at, lastTime);
     lastTime = at;
     sequence = 0;
-    writeBase36(time, 0, 9, at);
   }
   const b = bufferFor(prefix);
   const codes = b.codes;
