@@ -69,14 +69,23 @@ function plainObject(o: unknown): o is Record<string, unknown> {
   return plainShape(o) && Object.getOwnPropertySymbols(o).length === 0;
 }
 
-function id(v: unknown, max = 256): string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > max || maybeUnstorable(v)) throw DEFER;
-  return v;
+/**
+ * The last id and event type that passed. A route or a loop passes the same ones again and
+ * again (one customer's requests, one event type per route), and an equal string is valid too.
+ */
+let lastId: string | null = null;
+let lastEventType: string | null = null;
+
+function id(v: unknown): string {
+  if (v === lastId) return v as string;
+  if (typeof v !== 'string' || v.length === 0 || v.length > 256 || maybeUnstorable(v)) throw DEFER;
+  return (lastId = v);
 }
 
 function eventType(v: unknown): string {
+  if (v === lastEventType) return v as string;
   if (typeof v !== 'string' || !charsIn(v, 128, EVENT_TYPE_CHAR)) throw DEFER;
-  return v;
+  return (lastEventType = v);
 }
 
 function key(k: string): void {
