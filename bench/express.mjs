@@ -13,7 +13,7 @@ const customerId = (req) => req.header('x-customer-id');
 if (serving) {
   const tollgate = createTollgate({
     meters: [{ id: 'requests', name: 'Requests', aggregation: 'count', field: '*' }],
-    limits: [{ id: 'requests-per-minute', name: 'Requests per minute', meterId: 'requests', limitValue: 1e12, period: 'minute' }],
+    limits: [{ id: 'requests-per-minute', name: 'Requests per minute', meterId: 'requests', limitValue: 1e9, period: 'minute' }],
   });
   await tollgate.ready();
   const app = express();

@@ -35,7 +35,7 @@ if (serving) {
       TollgateModule.forRoot({
         tollgate: {
           meters: [{ id: 'requests', name: 'Requests', aggregation: 'count', field: '*' }],
-          limits: [{ id: 'requests-per-minute', name: 'Requests per minute', meterId: 'requests', limitValue: 1e12, period: 'minute' }],
+          limits: [{ id: 'requests-per-minute', name: 'Requests per minute', meterId: 'requests', limitValue: 1e9, period: 'minute' }],
         },
         customerId: (context) => context.switchToHttp().getRequest().headers['x-customer-id'],
       }),
