@@ -291,6 +291,11 @@ class LimitSlot implements CounterSlot {
   }
 }
 
+/** Whether `at` falls in window `w`. */
+function contains(w: Window, at: number): boolean {
+  return at >= w.start && (w.end === null || at < w.end);
+}
+
 let lastIsoMs = Number.NaN;
 let lastIso = '';
 /** ISO string of Unix ms; remembers the last one, as calls in one millisecond repeat it. */
@@ -548,9 +553,9 @@ class Engine {
     const scope = windowScope(period);
     const windows = scope === 'anchor' ? context.windows : scope === 'zone' ? context.zoneWindows : this.utcWindows;
     const last = entry.window;
-    if (last !== null && entry.windowFrom === windows && at >= last.start && (last.end === null || at < last.end)) return last;
+    if (last !== null && entry.windowFrom === windows && contains(last, at)) return last;
     const cached = windows.get(period);
-    if (cached && at >= cached.start && (cached.end === null || at < cached.end)) {
+    if (cached !== undefined && contains(cached, at)) {
       entry.window = cached;
       entry.windowFrom = windows;
       return cached;
