@@ -16,7 +16,7 @@
  */
 import { createTollgate, type Tollgate, type TollgateOptions } from '../tollgate.js';
 import { TollgateError } from '../errors.js';
-import type { AlertEvent, CreateLimitInput, CreateMeterInput } from '../index.js';
+import type { AlertEvent, CheckResult, CreateLimitInput, CreateMeterInput } from '../index.js';
 
 type Fn = () => unknown | Promise<unknown>;
 
@@ -481,6 +481,41 @@ export function storeConformance(t: TestApi, options: ConformanceOptions): void 
         // Anchor on the 31st: February's cycle starts on the 28th, March's on the 31st.
         expect(month.windowStart).toBe('2026-02-27T15:00:00.000Z');
         expect(month.windowEnd).toBe('2026-03-30T15:00:00.000Z');
+      });
+
+      it('keeps the windows and counts of each customer when customers in different timezones interleave', async () => {
+        const limits: CreateLimitInput[] = [
+          { id: 'day', name: 'Day', meterId: 'requests', limitValue: 100, period: 'day' },
+          { id: 'month', name: 'Month', meterId: 'requests', limitValue: 100, period: 'month' },
+          { id: 'minute', name: 'Minute', meterId: 'requests', limitValue: 100, period: 'minute' },
+        ];
+        const customers = [
+          { id: 'tokyo', timezone: 'Asia/Tokyo', billingCycleStart: '2026-01-31T10:00:00+09:00' },
+          { id: 'ny', timezone: 'America/New_York', billingCycleStart: '2026-01-15T00:00:00-05:00' },
+          { id: 'plain', billingCycleStart: '2026-02-03T00:00:00Z' },
+        ];
+        const windowsOf = (d: CheckResult) => d.limits.map((l) => [l.limitId, l.windowStart, l.windowEnd]);
+        // Each customer alone in an engine of its own: nothing cached from another customer.
+        const alone = new Map<string, unknown>();
+        for (const c of customers) {
+          const { tollgate } = await harness(limits);
+          await tollgate.customers.create(c);
+          alone.set(c.id, windowsOf(await tollgate.limits.check({ customerId: c.id })));
+        }
+        expect(new Set([...alone.values()].map((w) => JSON.stringify(w))).size).toBe(3);
+        // All three in one engine, taking turns.
+        const { tollgate } = await harness(limits);
+        for (const c of customers) await tollgate.customers.create(c);
+        const turns = ['tokyo', 'ny', 'tokyo', 'plain', 'ny', 'plain', 'tokyo', 'tokyo', 'ny'];
+        for (const id of turns) {
+          expect(windowsOf(await tollgate.limits.check({ customerId: id }))).toEqual(alone.get(id));
+          await tollgate.events.record({ customerId: id, eventType: 'api.call' });
+        }
+        for (const c of customers) {
+          const d = await tollgate.limits.check({ customerId: c.id });
+          expect(windowsOf(d)).toEqual(alone.get(c.id));
+          expect(d.limits.map((l) => l.used)).toEqual([0, 0, 0].map(() => turns.filter((t) => t === c.id).length));
+        }
       });
 
       it('counts distinct values for unique meters', async () => {
