@@ -1,4 +1,5 @@
-import { eventMatchesQuery, eventMatchesSource, fieldOf } from './matching.js';
+import { EventLog, RowList } from './event-log.js';
+import { fieldSource } from './matching.js';
 import { addToState, emptyState, holdAmount, reachedThresholds, rebuiltFired, slotAllows, usedWith, valueOf } from './slots.js';
 import {
   STORE_CONTRACT_VERSION,
@@ -16,7 +17,7 @@ import {
   type StoredEvent,
   type ValueTotals,
 } from './store.js';
-import type { Customer, Limit, Meter } from './types.js';
+import type { Customer, Dimensions, Limit, Meter } from './types.js';
 
 interface Hold {
   id: string;
@@ -127,47 +128,17 @@ class CustomerData {
    * without a lookup by limit key. Emptied when a sweep drops slots.
    */
   readonly recent: MemorySlot[] = [];
-  /** The customer's events, ascending by (timestamp, id). */
-  readonly events: StoredEvent[] = [];
+  /** The customer's events (rows of the store's {@link EventLog}), ascending by (timestamp, id). */
+  readonly rows = new RowList();
+  /** The customer id's code in the event log; -1 until the customer's first event. */
+  code = -1;
   /** Event id by idempotency key. */
   byKey: Map<string, string> | null = null;
-  /** Reservation commits whose key (the reservation id) is not in `byKey` yet. */
-  unindexed: StoredEvent[] | null = null;
+  /** Rows of reservation commits whose key (the reservation id) is not in `byKey` yet. */
+  unindexed: number[] | null = null;
 }
 
 const SWEEP_EVERY = 8192;
-
-function compareEvents(a: StoredEvent, b: StoredEvent): number {
-  return a.timestamp - b.timestamp || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-}
-
-/** Index of the first event not before (timestamp, id) in an ascending array. */
-function lowerBound(events: StoredEvent[], timestamp: number, id = ''): number {
-  let lo = 0;
-  let hi = events.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const e = events[mid];
-    if (e.timestamp < timestamp || (e.timestamp === timestamp && e.id < id)) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function insertSorted(events: StoredEvent[], event: StoredEvent): void {
-  const last = events[events.length - 1];
-  if (!last || compareEvents(last, event) <= 0) {
-    events.push(event);
-    return;
-  }
-  events.splice(lowerBound(events, event.timestamp, event.id), 0, event);
-}
-
-function addTotals(totals: ValueTotals, e: StoredEvent): void {
-  totals.totalEvents += 1;
-  const v = totals.values;
-  for (const k in e.values) v[k] = (v[k] ?? 0) + e.values[k];
-}
 
 function pageOf<T extends { id: string }>(map: Map<string, T>, limit: number, cursor?: string): Page<T> {
   const ids = [...map.keys()].sort();
@@ -208,8 +179,10 @@ class MemoryStore implements Store {
   private readonly customers = new Map<string, Customer>();
   private readonly meters = new Map<string, Meter>();
   private readonly limits = new Map<string, Limit>();
-  /** Every event, ascending by (timestamp, id). */
-  private readonly events: StoredEvent[] = [];
+  /** Every event, in columns. */
+  private readonly log = new EventLog();
+  /** Every event's row, ascending by (timestamp, id). */
+  private readonly order = new RowList();
   private readonly byCustomer = new Map<string, CustomerData>();
   /**
    * The customer the last lookup found: an operation reads every slot of one customer, and a
@@ -280,67 +253,126 @@ class MemoryStore implements Store {
       let first = own.byKey === null ? undefined : own.byKey.get(key);
       if (first === undefined && !commitsOpenHold && own.unindexed !== null && own.unindexed.length > 0) {
         const byKey = (own.byKey ??= new Map());
-        for (const e of own.unindexed) if (!byKey.has(e.idempotencyKey!)) byKey.set(e.idempotencyKey!, e.id);
+        for (const row of own.unindexed) {
+          const k = this.log.idempotencyKey(row)!;
+          if (!byKey.has(k)) byKey.set(k, this.log.id(row));
+        }
         own.unindexed.length = 0;
         first = byKey.get(key);
       }
       if (first !== undefined) return { id: first, recorded: false };
-      if (commitsOpenHold) (own.unindexed ??= []).push(event);
+    }
+    if (own.code < 0) own.code = this.log.code(own.customerId);
+    const row = this.log.append(event, own.code);
+    if (key !== undefined) {
+      if (commitsOpenHold) (own.unindexed ??= []).push(row);
       else (own.byKey ??= new Map()).set(key, event.id);
     }
-    event.customerId = own.customerId;
-    insertSorted(this.events, event);
-    insertSorted(own.events, event);
+    this.order.insert(this.log, row);
+    own.rows.insert(this.log, row);
     return { id: event.id, recorded: true };
   }
 
-  private *scan(query: { customerId?: string; startDate?: number; endDate?: number | null }): Generator<StoredEvent> {
-    const events = query.customerId === undefined ? this.events : this.byCustomer.get(query.customerId)?.events;
-    if (!events) return;
-    const from = query.startDate === undefined ? 0 : lowerBound(events, query.startDate);
-    const to = query.endDate === undefined || query.endDate === null ? events.length : lowerBound(events, query.endDate);
-    for (let i = from; i < to; i++) yield events[i];
+  /** The rows a query reads, and the range of them its dates cover; null when none can match. */
+  private rowsOf(query: { customerId?: string; startDate?: number; endDate?: number | null }): { rows: Int32Array; from: number; to: number } | null {
+    const list = query.customerId === undefined ? this.order : this.byCustomer.get(query.customerId)?.rows;
+    if (list === undefined) return null;
+    const from = query.startDate === undefined ? 0 : list.lowerBound(this.log, query.startDate);
+    const to = query.endDate === undefined || query.endDate === null ? list.length : list.lowerBound(this.log, query.endDate);
+    return { rows: list.rows, from, to };
+  }
+
+  /**
+   * A test of rows against a query's customer, event type and dimensions (dates are the caller's
+   * range); null when no row can match (a customer or event type no event has).
+   */
+  private matcher(customerId: string | undefined, eventType: string | undefined, dimensions: Dimensions | undefined): ((row: number) => boolean) | null {
+    const log = this.log;
+    const customer = customerId === undefined ? -1 : log.knownCode(customerId);
+    const type = eventType === undefined ? -1 : log.knownCode(eventType);
+    if ((customerId !== undefined && customer < 0) || (eventType !== undefined && type < 0)) return null;
+    return (row) =>
+      (customer < 0 || log.customerCode(row) === customer) && (type < 0 || log.eventTypeCode(row) === type) && log.dimensionsMatch(row, dimensions);
+  }
+
+  private queryMatcher(query: EventQuery): ((row: number) => boolean) | null {
+    return this.matcher(query.customerId, query.eventType, query.dimensions);
+  }
+
+  private sourceMatcher(source: MeterSource): ((row: number) => boolean) | null {
+    const filter = source.eventFilter?.dimensions;
+    const limitFilter = source.dimensionFilters;
+    const dimensions = filter === undefined ? limitFilter : limitFilter === undefined ? filter : null;
+    const matches = this.matcher(source.customerId, source.eventFilter?.eventType, dimensions ?? undefined);
+    if (matches === null || dimensions !== null) return matches;
+    // Both the meter and the limit filter dimensions: each must match.
+    return (row) => matches(row) && this.log.dimensionsMatch(row, filter) && this.log.dimensionsMatch(row, limitFilter);
   }
 
   async listEvents(query: EventQuery, limit: number, cursor?: EventCursor) {
-    const events = query.customerId === undefined ? this.events : this.byCustomer.get(query.customerId)?.events ?? [];
-    let i = events.length - 1;
-    if (query.endDate !== undefined) i = Math.min(i, lowerBound(events, query.endDate) - 1);
-    if (cursor) i = Math.min(i, lowerBound(events, cursor.timestamp, cursor.id) - 1);
     const out: StoredEvent[] = [];
+    const list = query.customerId === undefined ? this.order : this.byCustomer.get(query.customerId)?.rows;
+    const matches = this.queryMatcher(query);
+    if (list === undefined || matches === null) return out;
+    let i = list.length - 1;
+    if (query.endDate !== undefined) i = Math.min(i, list.lowerBound(this.log, query.endDate) - 1);
+    if (cursor) i = Math.min(i, list.lowerBound(this.log, cursor.timestamp, cursor.id) - 1);
     for (; i >= 0 && out.length < limit; i--) {
-      const e = events[i];
-      if (query.startDate !== undefined && e.timestamp < query.startDate) break;
-      if (eventMatchesQuery(e, query)) out.push(e);
+      const row = list.rows[i];
+      if (query.startDate !== undefined && this.log.timestamp(row) < query.startDate) break;
+      if (matches(row)) out.push(this.log.event(row));
     }
     return out;
   }
 
   async summarize(query: EventQuery) {
     const totals: ValueTotals = { totalEvents: 0, values: {} };
-    for (const e of this.scan(query)) if (eventMatchesQuery(e, query)) addTotals(totals, e);
+    const range = this.rowsOf(query);
+    const matches = this.queryMatcher(query);
+    if (range === null || matches === null) return totals;
+    const { rows, from, to } = range;
+    for (let i = from; i < to; i++) {
+      const row = rows[i];
+      if (!matches(row)) continue;
+      totals.totalEvents += 1;
+      this.log.addValues(row, totals.values);
+    }
     return totals;
   }
 
   async breakdown(query: EventQuery, groupBy: string) {
     const groups = new Map<string | null, ValueTotals>();
-    for (const e of this.scan(query)) {
-      if (!eventMatchesQuery(e, query)) continue;
-      const key = groupBy === 'customerId' ? e.customerId : groupBy === 'eventType' ? e.eventType : e.dimensions[groupBy] ?? null;
+    const range = this.rowsOf(query);
+    const matches = this.queryMatcher(query);
+    if (range === null || matches === null) return [];
+    const log = this.log;
+    const { rows, from, to } = range;
+    for (let i = from; i < to; i++) {
+      const row = rows[i];
+      if (!matches(row)) continue;
+      const key = groupBy === 'customerId' ? log.customerId(row) : groupBy === 'eventType' ? log.eventType(row) : log.dimension(row, groupBy) ?? null;
       let totals = groups.get(key);
       if (!totals) groups.set(key, (totals = { totalEvents: 0, values: {} }));
-      addTotals(totals, e);
+      totals.totalEvents += 1;
+      log.addValues(row, totals.values);
     }
     return [...groups].map(([dimension, totals]) => ({ dimension, ...totals }));
   }
 
   async timeseries(query: EventQuery, boundaries: number[]) {
     const buckets: ValueTotals[] = boundaries.slice(1).map(() => ({ totalEvents: 0, values: {} }));
+    const range = this.rowsOf({ ...query, startDate: boundaries[0], endDate: boundaries[boundaries.length - 1] });
+    const matches = this.queryMatcher(query);
+    if (range === null || matches === null) return buckets;
+    const { rows, from, to } = range;
     let b = 0;
-    const range = { ...query, startDate: boundaries[0], endDate: boundaries[boundaries.length - 1] };
-    for (const e of this.scan(range)) {
-      while (e.timestamp >= boundaries[b + 1]) b++;
-      if (eventMatchesQuery(e, query)) addTotals(buckets[b], e);
+    for (let i = from; i < to; i++) {
+      const row = rows[i];
+      const t = this.log.timestamp(row);
+      while (t >= boundaries[b + 1]) b++;
+      if ((query.startDate !== undefined && t < query.startDate) || (query.endDate !== undefined && t >= query.endDate) || !matches(row)) continue;
+      buckets[b].totalEvents += 1;
+      this.log.addValues(row, buckets[b].values);
     }
     return buckets;
   }
@@ -352,8 +384,10 @@ class MemoryStore implements Store {
   async seedState(source: MeterSource, recentSince: number) {
     const { state, distinctValues } = this.buildState(source);
     const recentEventIds: string[] = [];
-    for (const e of this.scan({ ...source, startDate: Math.max(source.startDate ?? 0, recentSince) })) {
-      if (eventMatchesSource(e, source)) recentEventIds.push(e.id);
+    const range = this.rowsOf({ ...source, startDate: Math.max(source.startDate ?? 0, recentSince) });
+    const matches = this.sourceMatcher(source);
+    if (range !== null && matches !== null) {
+      for (let i = range.from; i < range.to; i++) if (matches(range.rows[i])) recentEventIds.push(this.log.id(range.rows[i]));
     }
     return distinctValues ? { state, distinctValues: [...distinctValues], recentEventIds } : { state, recentEventIds };
   }
@@ -361,13 +395,19 @@ class MemoryStore implements Store {
   private buildState(source: MeterSource): { state: SlotState; distinctValues: Set<string> | null } {
     const state = emptyState();
     const distinctValues = source.aggregation === 'unique' ? new Set<string>() : null;
-    for (const e of this.scan(source)) {
-      if (!eventMatchesSource(e, source)) continue;
-      const value = fieldOf(source.field, e.values, e.dimensions);
+    const range = this.rowsOf(source);
+    const matches = this.sourceMatcher(source);
+    if (range === null || matches === null) return { state, distinctValues };
+    const log = this.log;
+    const field = fieldSource(source.field);
+    for (let i = range.from; i < range.to; i++) {
+      const row = range.rows[i];
+      if (!matches(row)) continue;
+      const value = field.from === 'count' ? 1 : field.from === 'values' ? log.value(row, field.key) : log.dimension(row, field.key);
       if (value === undefined) continue;
       const isNew = distinctValues !== null && !distinctValues.has(String(value));
       if (isNew) distinctValues!.add(String(value));
-      addToState(state, distinctValues ? String(value) : (value as number), e.timestamp, isNew);
+      addToState(state, distinctValues ? String(value) : (value as number), log.timestamp(row), isNew);
     }
     return { state, distinctValues };
   }
@@ -576,7 +616,7 @@ class MemoryStore implements Store {
       own.recent.length = 0;
       own.latest.forEach(dropEnded);
       if (own.earlier.size > 0) own.earlier.forEach(dropEnded);
-      if (own.latest.size === 0 && own.earlier.size === 0 && own.events.length === 0) this.byCustomer.delete(customerId);
+      if (own.latest.size === 0 && own.earlier.size === 0 && own.rows.length === 0) this.byCustomer.delete(customerId);
     });
     this.nextWindowEnd = next;
   }
