@@ -122,30 +122,9 @@ function units(n: number): string {
   return String(Math.max(0, Math.floor(n)));
 }
 
-// draft-6/7 repeat the advertised limit's quota and policy on every request; the last ones are
-// kept (a large limit, such as 1e12, is a double, and formatting it showed in profiles).
-let lastQuota = Number.NaN;
-let lastQuotaText = '';
-let lastPolicyWindow: number | null = Number.NaN;
-let lastPolicyText = '';
-
-function quotaText(limit: number): string {
-  if (limit !== lastQuota) {
-    lastQuota = limit;
-    lastQuotaText = units(limit);
-    lastPolicyWindow = Number.NaN;
-  }
-  return lastQuotaText;
-}
-
 /** `100;w=3600`, or the quota alone for a window that never ends. */
 function policyText(limit: number, w: number | null): string {
-  const quota = quotaText(limit);
-  if (w !== lastPolicyWindow) {
-    lastPolicyWindow = w;
-    lastPolicyText = w === null ? quota : `${quota};w=${w}`;
-  }
-  return lastPolicyText;
+  return w === null ? units(limit) : `${units(limit)};w=${w}`;
 }
 
 /** A structured-field string (RFC 8941 §3.3.3): printable ASCII with `"` and `\` escaped. */
@@ -191,15 +170,15 @@ export function rateLimitHeaders(limits: readonly LimitStatus[], options: Header
   const w = windowSeconds(top);
   if (standardHeaders === 'draft-6') {
     headers['RateLimit-Policy'] = policyText(top.limit, w);
-    headers['RateLimit-Limit'] = quotaText(top.limit);
+    headers['RateLimit-Limit'] = units(top.limit);
     headers['RateLimit-Remaining'] = units(top.remaining);
     if (reset !== null) headers['RateLimit-Reset'] = String(reset);
   } else if (standardHeaders === 'draft-7') {
     headers['RateLimit-Policy'] = policyText(top.limit, w);
-    headers.RateLimit = `limit=${quotaText(top.limit)}, remaining=${units(top.remaining)}${reset === null ? '' : `, reset=${reset}`}`;
+    headers.RateLimit = `limit=${units(top.limit)}, remaining=${units(top.remaining)}${reset === null ? '' : `, reset=${reset}`}`;
   }
   if (legacyHeaders) {
-    headers['X-RateLimit-Limit'] = quotaText(top.limit);
+    headers['X-RateLimit-Limit'] = units(top.limit);
     headers['X-RateLimit-Remaining'] = units(top.remaining);
     if (top.reset !== null) headers['X-RateLimit-Reset'] = String(top.reset);
   }
