@@ -41,9 +41,6 @@ export class EventLog {
   private readonly shapeCodes = new Map<string, number>([['', 0]]);
   private lastValueShape = 0;
   private lastDimensionShape = 0;
-  /** The last event type appended and its code: most events repeat it. */
-  private lastEventType = '';
-  private lastEventTypeCode = -1;
 
   /** The code of `s`, interned if new. */
   code(s: string): number {
@@ -61,21 +58,13 @@ export class EventLog {
     return this.codes.get(s) ?? -1;
   }
 
-  text(code: number): string {
-    return this.strings[code];
-  }
-
   /** Appends an event; returns its row. */
   append(e: StoredEvent, customer: number): number {
     const row = this.size;
     if (row === this.timestamps.length) this.grow();
     this.timestamps[row] = e.timestamp;
     this.customers[row] = customer;
-    if (e.eventType !== this.lastEventType || this.lastEventTypeCode < 0) {
-      this.lastEventType = e.eventType;
-      this.lastEventTypeCode = this.code(e.eventType);
-    }
-    this.eventTypes[row] = this.lastEventTypeCode;
+    this.eventTypes[row] = this.code(e.eventType);
     // Values: numbers into the value heap.
     const values = e.values;
     const valueShape = this.shapeOf(values, this.lastValueShape);

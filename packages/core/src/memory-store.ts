@@ -273,9 +273,14 @@ class MemoryStore implements Store {
     return { id: event.id, recorded: true };
   }
 
+  /** The customer's rows, or every row without a customer; undefined for a customer without events. */
+  private listOf(customerId: string | undefined): RowList | undefined {
+    return customerId === undefined ? this.order : this.byCustomer.get(customerId)?.rows;
+  }
+
   /** The rows a query reads, and the range of them its dates cover; null when none can match. */
   private rowsOf(query: { customerId?: string; startDate?: number; endDate?: number | null }): { rows: Int32Array; from: number; to: number } | null {
-    const list = query.customerId === undefined ? this.order : this.byCustomer.get(query.customerId)?.rows;
+    const list = this.listOf(query.customerId);
     if (list === undefined) return null;
     const from = query.startDate === undefined ? 0 : list.lowerBound(this.log, query.startDate);
     const to = query.endDate === undefined || query.endDate === null ? list.length : list.lowerBound(this.log, query.endDate);
@@ -283,35 +288,33 @@ class MemoryStore implements Store {
   }
 
   /**
-   * A test of rows against a query's customer, event type and dimensions (dates are the caller's
-   * range); null when no row can match (a customer or event type no event has).
+   * A test of rows against a customer, an event type and dimension filters (dates are the
+   * caller's range); null when no row can match (a customer or event type no event has).
    */
-  private matcher(customerId: string | undefined, eventType: string | undefined, dimensions: Dimensions | undefined): ((row: number) => boolean) | null {
+  private matcher(customerId: string | undefined, eventType: string | undefined, dimensions?: Dimensions, more?: Dimensions): ((row: number) => boolean) | null {
     const log = this.log;
     const customer = customerId === undefined ? -1 : log.knownCode(customerId);
     const type = eventType === undefined ? -1 : log.knownCode(eventType);
     if ((customerId !== undefined && customer < 0) || (eventType !== undefined && type < 0)) return null;
     return (row) =>
-      (customer < 0 || log.customerCode(row) === customer) && (type < 0 || log.eventTypeCode(row) === type) && log.dimensionsMatch(row, dimensions);
+      (customer < 0 || log.customerCode(row) === customer) &&
+      (type < 0 || log.eventTypeCode(row) === type) &&
+      log.dimensionsMatch(row, dimensions) &&
+      log.dimensionsMatch(row, more);
   }
 
   private queryMatcher(query: EventQuery): ((row: number) => boolean) | null {
     return this.matcher(query.customerId, query.eventType, query.dimensions);
   }
 
+  /** A meter source's test: its event filter, and the limit's dimension filters too. */
   private sourceMatcher(source: MeterSource): ((row: number) => boolean) | null {
-    const filter = source.eventFilter?.dimensions;
-    const limitFilter = source.dimensionFilters;
-    const dimensions = filter === undefined ? limitFilter : limitFilter === undefined ? filter : null;
-    const matches = this.matcher(source.customerId, source.eventFilter?.eventType, dimensions ?? undefined);
-    if (matches === null || dimensions !== null) return matches;
-    // Both the meter and the limit filter dimensions: each must match.
-    return (row) => matches(row) && this.log.dimensionsMatch(row, filter) && this.log.dimensionsMatch(row, limitFilter);
+    return this.matcher(source.customerId, source.eventFilter?.eventType, source.eventFilter?.dimensions, source.dimensionFilters);
   }
 
   async listEvents(query: EventQuery, limit: number, cursor?: EventCursor) {
     const out: StoredEvent[] = [];
-    const list = query.customerId === undefined ? this.order : this.byCustomer.get(query.customerId)?.rows;
+    const list = this.listOf(query.customerId);
     const matches = this.queryMatcher(query);
     if (list === undefined || matches === null) return out;
     let i = list.length - 1;
