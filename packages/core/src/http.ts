@@ -386,27 +386,46 @@ class Session implements MeteringSession {
 
 // ── the session on the request ───────────────────────────────────────────────
 
-// `req.tollgate` is an accessor on Express's request prototype that reads the session from a
-// WeakMap. Express changes the prototype of every request it handles, so adding a property to
-// each request (`req.tollgate = session`) missed V8's inline caches on every request: some 20k
-// instructions a request, the costliest line of the Express middleware. Assigning `req.tollgate`
-// still works; it makes an own property, as before.
-const sessions = new WeakMap<object, MeteringSession>();
+// `req.tollgate` is an accessor on Express's request prototype. Express changes the prototype of
+// every request it handles, so adding a property to each request (`req.tollgate = session`)
+// missed V8's inline caches on every request: some 20k instructions a request. Keeping the
+// session in a WeakMap by request instead cost about 7k (the GC treats every entry as an
+// ephemeron). The response's 'close' listener, which every metered request adds anyway to settle
+// once, carries the session instead, and the accessor finds it through `req.res` (set by Express
+// on every request). Assigning `req.tollgate` still works; it makes an own property, as before.
+
+/** Where a 'close' listener carries the session of its request. */
+const SESSION = Symbol('tollgate.session');
+type SessionListener = (() => void) & { [SESSION]?: MeteringSession };
+
+/** The response side of {@link attachSession}: Node's ServerResponse, or anything with its 'close' event. */
+export interface ClosingResponse {
+  on(event: 'close', listener: () => void): unknown;
+  listeners(event: 'close'): Function[];
+}
+
 /** Per request prototype, the prototype that carries the accessor (null: none can). */
 const holders = new WeakMap<object, object | null>();
 
 /**
- * Makes `session` the request's `tollgate`. On a request whose prototype chain reaches Node's
- * IncomingMessage through Express's request object, that is a getter on Express's object, shared
- * by every app and sub-app the request passes through; on any other request (a plain
- * IncomingMessage, Fastify's request) an own property.
+ * Calls `onClose` once `response` closes ('close' comes after 'finish' on every response, and
+ * alone when the client left first) and makes `session` the request's `tollgate`, also after the
+ * response closed. `onClose` must be a function of this request's own: it carries the session.
+ * On a request whose prototype chain reaches Node's IncomingMessage through Express's request
+ * object, `tollgate` is a getter on Express's object, shared by every app and sub-app the request
+ * passes through, that reads the session from `req.res`'s 'close' listeners (the last one attached
+ * wins); on any other request (a plain IncomingMessage, Fastify's request) it is an own property.
+ *
+ * @example
+ * attachSession(req, res, session, () => void session.settle({ record: res.statusCode < 400 }));
  */
-export function attachSession(request: object, session: MeteringSession): void {
+export function attachSession(request: object, response: ClosingResponse, session: MeteringSession, onClose: () => void): void {
   const proto = Object.getPrototypeOf(request) as object | null;
   let holder = proto === null ? null : holders.get(proto);
   if (holder === undefined) holders.set(proto!, (holder = accessorHolder(proto!)));
   if (holder === null) (request as { tollgate?: MeteringSession }).tollgate = session;
-  else sessions.set(request, session);
+  (onClose as SessionListener)[SESSION] = session;
+  response.on('close', onClose);
 }
 
 /**
@@ -424,8 +443,16 @@ function accessorHolder(proto: object): object | null {
   return holder;
 }
 
-function readSession(this: object): MeteringSession | undefined {
-  return sessions.get(this);
+/** The session the last metering of this request attached to its response, if any. */
+function readSession(this: { res?: Partial<ClosingResponse> | null }): MeteringSession | undefined {
+  const response = this.res;
+  if (response == null || typeof response.listeners !== 'function') return undefined;
+  const listeners = response.listeners('close') as SessionListener[];
+  for (let i = listeners.length - 1; i >= 0; i--) {
+    const session = listeners[i][SESSION];
+    if (session !== undefined) return session;
+  }
+  return undefined;
 }
 
 function writeSession(this: object, value: unknown): void {

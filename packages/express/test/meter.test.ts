@@ -515,6 +515,28 @@ describe.each([
     await waitForEvents(tollgate, 'acme', 3);
   });
 
+  it('req.tollgate stays readable after the response closed: usage reported then does not count, and warns', async () => {
+    tollgate = tollgateWith([{ id: 'tokens', name: 'Tokens per day', meterId: 'tokens', limitValue: 1000, period: 'day' }]);
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    const seenAfterClose = deferred<boolean>();
+    const app = express();
+    app.get('/x', meter(tollgate, { customerId: byHeader, values: () => ({ tokens: 3 }) }), (req, res) => {
+      // Added after the meter's own 'close' listener, so it runs once the request was recorded.
+      res.on('close', () => {
+        seenAfterClose.resolve(req.tollgate !== undefined);
+        req.tollgate?.add({ tokens: 500 });
+      });
+      res.json({ ok: true });
+    });
+    server = await listen(app);
+    await request(server).get('/x').set('x-customer-id', 'acme').expect(200);
+    expect(await seenAfterClose.promise).toBe(true);
+    await waitForEvents(tollgate, 'acme', 1);
+    expect(await usage(tollgate, 'acme')).toEqual({ tokens: 3 });
+    expect(warn.mock.calls.map(([, o]) => (o as { code?: string })?.code)).toContain('TOLLGATE_LATE_USAGE');
+    warn.mockRestore();
+  });
+
   describe('when the store fails', () => {
     const limits: CreateLimitInput[] = [{ id: 'rpm', name: 'Requests per minute', meterId: 'requests', limitValue: 10, period: 'minute' }];
 

@@ -100,9 +100,8 @@ export class TollgateGuard implements CanActivate {
       await session.settle({ record: false });
       return false;
     }
-    attachSession(context.switchToHttp().getRequest(), session);
+    this.settleWhenResponseEnds(context.switchToHttp().getRequest(), response, state);
     this.setHeaders(context, rateLimitHeaders(decision.limits, this.headerOptions));
-    this.settleWhenResponseEnds(response, state);
     return true;
   }
 
@@ -188,9 +187,9 @@ export class TollgateGuard implements CanActivate {
    * over it leaves `onClose` to run here. This covers requests it never saw (no interceptor on the
    * route, or a later guard refused): recorded when the status is below 400, else released.
    */
-  private settleWhenResponseEnds(response: ServerResponse, state: MeteringState): void {
-    // 'close' comes after 'finish' on every response, and alone when the client left first.
-    response.once('close', () => {
+  private settleWhenResponseEnds(request: object, response: ServerResponse, state: MeteringState): void {
+    // Also makes the session the request's `tollgate` (the listener carries it).
+    attachSession(request, response, state.session, () => {
       if (state.onClose !== null) state.onClose();
       else if (!state.intercepted) void state.session.settle({ record: response.statusCode < 400 });
     });
