@@ -1,3 +1,4 @@
+import { idPartsOf } from './ids.js';
 import type { StoredEvent } from './store.js';
 import type { Dimensions, Values } from './types.js';
 
@@ -83,10 +84,10 @@ export class EventLog {
     this.dimensionShapes[row] = dimensionShape;
     this.dimensionStarts[row] = this.dimensionTop;
     for (let i = 0; i < dimensionKeys.length; i++) this.dimensions[this.dimensionTop++] = this.code(dims[dimensionKeys[i]]);
-    if (!writeId(this.ids, row, e.id, EVENT_PREFIX)) this.otherIds.set(row, e.id);
+    if (!writeId(this.ids, row, e.id, EVENT)) this.otherIds.set(row, e.id);
     const key = e.idempotencyKey;
     if (key === undefined) this.keys[3 * row] = Number.NaN;
-    else if (!writeId(this.keys, row, key, RESERVATION_PREFIX)) {
+    else if (!writeId(this.keys, row, key, RESERVATION)) {
       this.keys[3 * row] = Number.NaN;
       this.otherKeys.set(row, key);
     }
@@ -153,11 +154,11 @@ export class EventLog {
   }
 
   id(row: number): string {
-    return this.otherIds.get(row) ?? readId(this.ids, row, EVENT_PREFIX);
+    return this.otherIds.get(row) ?? readId(this.ids, row, EVENT.head);
   }
 
   idempotencyKey(row: number): string | undefined {
-    if (!Number.isNaN(this.keys[3 * row])) return readId(this.keys, row, RESERVATION_PREFIX);
+    if (!Number.isNaN(this.keys[3 * row])) return readId(this.keys, row, RESERVATION.head);
     return this.otherKeys.get(row);
   }
 
@@ -261,8 +262,9 @@ export class RowList {
   }
 }
 
-const EVENT_PREFIX = 'evt_';
-const RESERVATION_PREFIX = 'rsv_';
+/** The engine's id prefixes (see `newId`): event ids, and reservation ids (a commit's idempotency key). */
+const EVENT = { prefix: 'evt', head: 'evt_' };
+const RESERVATION = { prefix: 'rsv', head: 'rsv_' };
 
 function grown<T extends Float64Array | Int32Array>(a: T, atLeast: number): T {
   let n = a.length * 2;
@@ -278,7 +280,15 @@ function digit(c: number): number {
 }
 
 /** Parses `prefix` + 9 + 4 + 8 base-36 digits into `out[3 * row ..]`; false when `id` has another form. */
-function writeId(out: Float64Array, row: number, id: string, prefix: string): boolean {
+function writeId(out: Float64Array, row: number, id: string, kind: { prefix: string; head: string }): boolean {
+  const known = idPartsOf(id, kind.prefix);
+  if (known !== undefined) {
+    out[3 * row] = known[0];
+    out[3 * row + 1] = known[1];
+    out[3 * row + 2] = known[2];
+    return true;
+  }
+  const prefix = kind.head;
   if (id.length !== prefix.length + 21 || !id.startsWith(prefix)) return false;
   let p = prefix.length;
   for (let part = 0; part < 3; part++) {

@@ -10,6 +10,8 @@ import { lockstepSubjects, same, type Subject } from './fixtures/sql-lockstep.js
 const ids = vi.hoisted(() => ({ next: 0 }));
 vi.mock('../src/ids.js', () => ({
   newId: (prefix: string, at: number = Date.now()) => `${prefix}_${at.toString(36).padStart(9, '0')}${(ids.next++).toString(36).padStart(12, '0')}`,
+  // The memory store reads these ids from their digits.
+  idPartsOf: () => undefined,
 }));
 
 const hostile = [
