@@ -411,8 +411,7 @@ const holders = new WeakMap<object, object | null>();
 /**
  * Calls `onClose` once `response` closes ('close' comes after 'finish' on every response, and
  * alone when the client left first) and makes `session` the request's `tollgate`, also after the
- * response closed. `onClose` must be a function of this request's own: it carries the session.
- * On a request whose prototype chain reaches Node's IncomingMessage through Express's request
+ * response closed. On a request whose prototype chain reaches Node's IncomingMessage through Express's request
  * object, `tollgate` is a getter on Express's object, shared by every app and sub-app the request
  * passes through, that reads the session from `req.res`'s 'close' listeners (the last one attached
  * wins); on any other request (a plain IncomingMessage, Fastify's request) it is an own property.
@@ -425,13 +424,17 @@ export function attachSession(request: object, response: ClosingResponse, sessio
   let holder = proto === null ? null : holders.get(proto);
   if (holder === undefined) holders.set(proto!, (holder = accessorHolder(proto!)));
   if (holder === null) (request as { tollgate?: MeteringSession }).tollgate = session;
-  (onClose as SessionListener)[SESSION] = session;
+  // The listener carries the session; a function that carries another request's already (one
+  // shared by requests) is wrapped, so each request's listener carries its own.
+  let listener = onClose as SessionListener;
+  if (listener[SESSION] !== undefined) listener = () => onClose();
+  listener[SESSION] = session;
   // Node's EventEmitter `on`, called directly: on a response whose hidden class Express made new
   // (it changes the prototype of every response), looking `on` up walks six prototypes past V8's
   // caches, some 7k instructions a request. Every emitter inherits this `on`; an override on the
   // way (compression's, for 'drain') is passed by, which for 'close' changes nothing.
-  if (response instanceof EventEmitter) EventEmitter.prototype.on.call(response, 'close', onClose);
-  else response.on('close', onClose);
+  if (response instanceof EventEmitter) EventEmitter.prototype.on.call(response, 'close', listener);
+  else response.on('close', listener);
 }
 
 /**

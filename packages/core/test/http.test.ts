@@ -1,6 +1,9 @@
+import { EventEmitter } from 'node:events';
+import { IncomingMessage } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { clearOfWindowEnd } from '@tollgate/core/testing';
 import {
+  attachSession,
   createTollgate,
   limitExceededResponse,
   meterRequest,
@@ -366,5 +369,37 @@ describe('meterRequest', () => {
     } finally {
       warnings.mockRestore();
     }
+  });
+});
+
+describe('attachSession', () => {
+  it('gives each request its own session and close call, also when requests share one close callback', async () => {
+    const tollgate = createTollgate({ meters: [{ id: 'requests', name: 'Requests', aggregation: 'count', field: '*' }] });
+    // Shaped as Express shapes a request: a prototype of the app's, then Express's, then IncomingMessage.
+    const framework = Object.create(IncomingMessage.prototype) as object;
+    const app = Object.create(framework) as object;
+    const request = () => {
+      const res = new EventEmitter();
+      const req = Object.create(app) as { res: EventEmitter; tollgate?: unknown };
+      req.res = res;
+      return { req, res };
+    };
+    const a = request();
+    const b = request();
+    const sessionA = await meterRequest(tollgate, { customerId: 'acme', eventType: 'api.call' });
+    const sessionB = await meterRequest(tollgate, { customerId: 'acme', eventType: 'api.call' });
+    const shared = vi.fn();
+    attachSession(a.req, a.res, sessionA, shared);
+    attachSession(b.req, b.res, sessionB, shared);
+    expect(a.req.tollgate).toBe(sessionA);
+    expect(b.req.tollgate).toBe(sessionB);
+    a.res.emit('close');
+    expect(shared).toHaveBeenCalledTimes(1);
+    b.res.emit('close');
+    expect(shared).toHaveBeenCalledTimes(2);
+    // Still there once the response closed, and on no request that was not metered.
+    expect(a.req.tollgate).toBe(sessionA);
+    expect(request().req.tollgate).toBeUndefined();
+    await tollgate.close();
   });
 });
