@@ -45,13 +45,7 @@ export class EventLog {
 
   /** The code of `s`, interned if new. */
   code(s: string): number {
-    let c = this.codes.get(s);
-    if (c === undefined) {
-      c = this.strings.length;
-      this.strings.push(s);
-      this.codes.set(s, c);
-    }
-    return c;
+    return intern(this.codes, this.strings, s, s);
   }
 
   /** The code of `s`, or -1 when no row holds it (a query for it matches nothing). */
@@ -110,14 +104,7 @@ export class EventLog {
     }
     if (same && i === keys.length) return last;
     const all = Object.keys(record);
-    const signature = all.join('\u0000');
-    let shape = this.shapeCodes.get(signature);
-    if (shape === undefined) {
-      shape = this.shapes.length;
-      this.shapes.push(all);
-      this.shapeCodes.set(signature, shape);
-    }
-    return shape;
+    return intern(this.shapeCodes, this.shapes, all.join('\u0000'), all);
   }
 
   private grow(): void {
@@ -265,6 +252,17 @@ export class RowList {
 /** The engine's id prefixes (see `newId`): event ids, and reservation ids (a commit's idempotency key). */
 const EVENT = { prefix: 'evt', head: 'evt_' };
 const RESERVATION = { prefix: 'rsv', head: 'rsv_' };
+
+/** The code of `key` in `codes`; a new key gets the next code, with `value` added to `list` under it. */
+function intern<T>(codes: Map<string, number>, list: T[], key: string, value: T): number {
+  let c = codes.get(key);
+  if (c === undefined) {
+    c = list.length;
+    list.push(value);
+    codes.set(key, c);
+  }
+  return c;
+}
 
 function grown<T extends Float64Array | Int32Array>(a: T, atLeast: number): T {
   let n = a.length * 2;

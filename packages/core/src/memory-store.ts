@@ -312,6 +312,12 @@ class MemoryStore implements Store {
     return this.matcher(source.customerId, source.eventFilter?.eventType, source.eventFilter?.dimensions, source.dimensionFilters);
   }
 
+  /** Counts the row in `totals` and adds its values. */
+  private addTotals(totals: ValueTotals, row: number): void {
+    totals.totalEvents += 1;
+    this.log.addValues(row, totals.values);
+  }
+
   async listEvents(query: EventQuery, limit: number, cursor?: EventCursor) {
     const out: StoredEvent[] = [];
     const list = this.listOf(query.customerId);
@@ -337,8 +343,7 @@ class MemoryStore implements Store {
     for (let i = from; i < to; i++) {
       const row = rows[i];
       if (!matches(row)) continue;
-      totals.totalEvents += 1;
-      this.log.addValues(row, totals.values);
+      this.addTotals(totals, row);
     }
     return totals;
   }
@@ -356,8 +361,7 @@ class MemoryStore implements Store {
       const key = groupBy === 'customerId' ? log.customerId(row) : groupBy === 'eventType' ? log.eventType(row) : log.dimension(row, groupBy) ?? null;
       let totals = groups.get(key);
       if (!totals) groups.set(key, (totals = { totalEvents: 0, values: {} }));
-      totals.totalEvents += 1;
-      log.addValues(row, totals.values);
+      this.addTotals(totals, row);
     }
     return [...groups].map(([dimension, totals]) => ({ dimension, ...totals }));
   }
@@ -374,8 +378,7 @@ class MemoryStore implements Store {
       const t = this.log.timestamp(row);
       while (t >= boundaries[b + 1]) b++;
       if ((query.startDate !== undefined && t < query.startDate) || (query.endDate !== undefined && t >= query.endDate) || !matches(row)) continue;
-      buckets[b].totalEvents += 1;
-      this.log.addValues(row, buckets[b].values);
+      this.addTotals(buckets[b], row);
     }
     return buckets;
   }
