@@ -529,12 +529,15 @@ describe.each([
       res.json({ ok: true });
     });
     server = await listen(app);
-    await request(server).get('/x').set('x-customer-id', 'acme').expect(200);
-    expect(await seenAfterClose.promise).toBe(true);
-    await waitForEvents(tollgate, 'acme', 1);
-    expect(await usage(tollgate, 'acme')).toEqual({ tokens: 3 });
-    expect(warn.mock.calls.map(([, o]) => (o as { code?: string })?.code)).toContain('TOLLGATE_LATE_USAGE');
-    warn.mockRestore();
+    try {
+      await request(server).get('/x').set('x-customer-id', 'acme').expect(200);
+      expect(await seenAfterClose.promise).toBe(true);
+      await waitForEvents(tollgate, 'acme', 1);
+      expect(await usage(tollgate, 'acme')).toEqual({ tokens: 3 });
+      expect(warn.mock.calls.map(([, o]) => (o as { code?: string })?.code)).toContain('TOLLGATE_LATE_USAGE');
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   describe('when the store fails', () => {
