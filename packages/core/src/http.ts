@@ -133,6 +133,32 @@ function sfString(value: string): string {
   return `"${value.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, '\\$&')}"`;
 }
 
+// Per limit id, its name as a structured-field string and its last draft-8 policy item: every
+// response of a route repeats them.
+interface Quota {
+  name: string;
+  limit: number;
+  window: number | null;
+  policy: string;
+}
+const quotas = new Map<string, Quota>();
+
+function quotaOf(l: LimitStatus): Quota {
+  let quota = quotas.get(l.limitId);
+  if (quota === undefined) {
+    // Limit ids come from the configured limits; the cap only guards against a host that makes up its own.
+    if (quotas.size >= 1000) quotas.clear();
+    quotas.set(l.limitId, (quota = { name: sfString(l.limitId), limit: Number.NaN, window: null, policy: '' }));
+  }
+  const w = windowSeconds(l);
+  if (quota.limit !== l.limit || quota.window !== w) {
+    quota.limit = l.limit;
+    quota.window = w;
+    quota.policy = `${quota.name};q=${units(l.limit)}${w === null ? '' : `;w=${w}`}`;
+  }
+  return quota;
+}
+
 /**
  * The rate-limit headers for a decision's limits, as a plain name → value map for any host.
  * draft-6: `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds) and
@@ -156,14 +182,18 @@ export function rateLimitHeaders(limits: readonly LimitStatus[], options: Header
   if (standardHeaders === 'draft-8') {
     const ranked = rankLimits(limits);
     if (ranked.length === 0) return headers;
-    headers['RateLimit-Policy'] = ranked.map((l) => {
-      const w = windowSeconds(l);
-      return `${sfString(l.limitId)};q=${units(l.limit)}${w === null ? '' : `;w=${w}`}`;
-    }).join(', ');
-    headers.RateLimit = ranked.map((l) => {
+    let policy = '';
+    let current = '';
+    for (let i = 0; i < ranked.length; i++) {
+      const l = ranked[i];
+      const quota = quotaOf(l);
       const t = secondsUntilReset(l, now);
-      return `${sfString(l.limitId)};r=${units(l.remaining)}${t === null ? '' : `;t=${t}`}`;
-    }).join(', ');
+      const item = `${quota.name};r=${units(l.remaining)}${t === null ? '' : `;t=${t}`}`;
+      policy = i === 0 ? quota.policy : `${policy}, ${quota.policy}`;
+      current = i === 0 ? item : `${current}, ${item}`;
+    }
+    headers['RateLimit-Policy'] = policy;
+    headers.RateLimit = current;
   }
   const top = mostConstrained(limits);
   if (!top) return headers;

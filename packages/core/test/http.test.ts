@@ -139,6 +139,23 @@ describe('rateLimitHeaders', () => {
     }
   });
 
+  it('draft-8: a limit id whose quota or window changes between requests gets its new policy', () => {
+    const forever = status({ period: 'all_time', reset: null, windowStart: '1970-01-01T00:00:00.000Z', windowEnd: null });
+    const big = status({ limit: 1e12, used: 1, remaining: 1e12 - 1 });
+    const options = { standardHeaders: 'draft-8', legacyHeaders: false, now: NOW } as const;
+    const policy = (...limits: LimitStatus[]) => rateLimitHeaders(limits, options)['RateLimit-Policy'];
+    for (let round = 0; round < 2; round++) {
+      expect([policy(status()), policy(forever), policy(big), policy(status(), daily), policy(status())]).toEqual([
+        '"per-minute";q=10;w=60',
+        '"per-minute";q=10',
+        '"per-minute";q=1000000000000;w=60',
+        '"daily-tokens";q=1000;w=86400, "per-minute";q=10;w=60',
+        '"per-minute";q=10;w=60',
+      ]);
+    }
+    expect(rateLimitHeaders([status({ mode: 'soft' })], options)).toEqual({});
+  });
+
   it('advertises whole quota units, rounded down, for a limit on a fractional meter', () => {
     // 1.5 dollars with 0.3 left (in floating point, 1.5 - 1.2 is 0.30000000000000004).
     const dollars = status({ limit: 1.5, used: 1.2, remaining: 1.5 - 1.2 });
