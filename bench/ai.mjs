@@ -9,6 +9,7 @@ import { createTollgate } from '@tollgate/core';
 import { tollgateMiddleware } from '@tollgate/ai';
 import { generateText, streamText, wrapLanguageModel } from 'ai';
 import { MockLanguageModelV4, convertArrayToReadableStream } from 'ai/test';
+import { median } from './lib/measure.mjs';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 15 : 60;
@@ -80,12 +81,6 @@ async function timeBatch(fn) {
   forget();
   return perCall;
 }
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-};
 
 // Let the engine's hot path reach optimised code once, so the first scenario is not penalised.
 for (let i = 0; i < 10_000; i++) await scenarios['doGenerate (model call only)'].metered();

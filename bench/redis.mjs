@@ -5,7 +5,7 @@ import { createTollgate } from '@tollgate/core';
 import { redisCounters } from '@tollgate/core/redis';
 import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
-import { fmt, latency, machine, quick, table } from './lib/measure.mjs';
+import { fmt, latency, machine, median, quick, table } from './lib/measure.mjs';
 
 const url = process.env.TOLLGATE_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `tollgate-bench:${process.pid}:`;
@@ -68,7 +68,6 @@ async function throughput(fn, total, concurrency = 50) {
 // mean nothing. Each case therefore runs in short interleaved rounds; a row reports the median
 // over rounds of its per-round figures, and each ratio is the median of the per-round ratios
 // (against bare EVALSHA, and against the peer row above it, timed in the same round).
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rounds = quick ? 5 : 10;
 const perRound = Math.ceil(iterations / rounds);
 const tputPerRound = Math.max(perRound, 2_000);

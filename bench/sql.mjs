@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { createTollgate } from '@tollgate/core';
 import { sqliteStore } from '@tollgate/core/sqlite';
 import { postgresStore } from '@tollgate/core/postgres';
-import { machine, table } from './lib/measure.mjs';
+import { machine, median, table } from './lib/measure.mjs';
 
 const quick = process.argv.includes('--quick');
 const sqliteOnly = process.argv.includes('--sqlite-only');
@@ -37,7 +37,6 @@ const limits = [
 
 const now = () => performance.now();
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (x) => (x < 1 ? `${(x * 1000).toFixed(0)} µs` : `${x.toFixed(x < 10 ? 2 : 0)} ms`);
 const rate = (n, elapsedMs) => `${Math.round(n / (elapsedMs / 1000)).toLocaleString('en-US')}/s`;
 

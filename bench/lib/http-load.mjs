@@ -3,7 +3,7 @@
 // its routes in turn.
 import { execFileSync, fork } from 'node:child_process';
 import autocannon from 'autocannon';
-import { fmt, machine, quick, table } from './measure.mjs';
+import { fmt, machine, median, quick, table } from './measure.mjs';
 
 /** True in the child process that serves the app. */
 export const serving = process.argv.includes('--serve');
@@ -60,26 +60,30 @@ function run(options) {
 
 /**
  * Measures every route of one app, in one run, and prints req/s and ratios against the bare
- * route and the peer. `--quick`: 1 s warm-up + 2 × 2 s per route; otherwise 3 s + 2 × 10 s.
- * The second round runs the routes in reverse order, so drift on a busy machine hits them alike.
+ * route and the peer. The routes take turns in short rounds (6 × 5 s each; `--quick`: 2 × 2 s),
+ * each round starting one route further on, and a ratio is the median over rounds of the
+ * route's req/s to the bare route's in the same round: on a shared machine whose speed drifts
+ * by tens of percent within minutes, routes measured side by side compare steadily, where totals
+ * over a whole run let one slow stretch decide.
  */
 export async function compareRoutes({ title, script, routes, headers = {}, connections = 10 }) {
   const warmup = quick ? 1 : 3;
-  const seconds = quick ? 2 : 10;
-  const rounds = 2;
+  const seconds = quick ? 2 : 5;
+  const rounds = quick ? 2 : 6;
   const server = await startServer(script);
-  const totals = new Map(routes.map((r) => [r.name, { requests: 0, seconds: 0, p99: [], non2xx: 0, cpu: 0 }]));
+  const totals = new Map(routes.map((r) => [r.name, { requests: 0, seconds: 0, p99: [], non2xx: 0, cpu: 0, rates: [] }]));
   try {
     for (const route of routes) await run({ url: server.url + route.path, headers, connections, duration: warmup });
     for (let round = 0; round < rounds; round++) {
-      const order = round % 2 ? [...routes].reverse() : routes;
-      for (const route of order) {
+      const first = round % routes.length;
+      for (const route of [...routes.slice(first), ...routes.slice(0, first)]) {
         const cpuBefore = await server.cpu();
         const result = await run({ url: server.url + route.path, headers, connections, duration: seconds });
         const t = totals.get(route.name);
         t.cpu += (await server.cpu()) - cpuBefore;
         t.requests += result.requests.total;
         t.seconds += result.duration;
+        t.rates.push(result.requests.total / result.duration);
         t.p99.push(result.latency.p99);
         t.non2xx += result.non2xx + result.errors;
       }
@@ -91,16 +95,21 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
   const cpuPerRequest = (name) => totals.get(name).cpu / totals.get(name).requests;
   const bare = routes.find((r) => r.role === 'bare').name;
   const peer = routes.find((r) => r.role === 'peer').name;
-  console.log(`# ${title}\n\n${machine()}, ${connections} connections${quick ? ' (quick run)' : ''}\n`);
+  /** Per round, the route's req/s over `base`'s. */
+  const ratios = (name, base) => totals.get(name).rates.map((r, i) => r / totals.get(base).rates[i]);
+  const pct = (x) => `${fmt(x * 100, 1)}%`;
+  const spread = (xs) => `${pct(Math.min(...xs))}–${pct(Math.max(...xs))}`;
+  console.log(`# ${title}\n\n${machine()}, ${connections} connections, ${rounds} rounds of ${seconds} s per route${quick ? ' (quick run)' : ''}\n`);
   table(
-    ['route', 'req/s', 'vs bare', `vs ${peer}`, 'app CPU µs/req', 'p99 ms', 'non-2xx'],
+    ['route', 'req/s', 'vs bare (median)', 'vs bare, rounds', `vs ${peer} (median)`, 'app CPU µs/req', 'p99 ms', 'non-2xx'],
     routes.map((r) => {
       const t = totals.get(r.name);
       return [
         r.name,
         fmt(rate(r.name), 0),
-        `${fmt((rate(r.name) / rate(bare)) * 100, 1)}%`,
-        `${fmt((rate(r.name) / rate(peer)) * 100, 1)}%`,
+        pct(median(ratios(r.name, bare))),
+        spread(ratios(r.name, bare)),
+        pct(median(ratios(r.name, peer))),
         fmt(cpuPerRequest(r.name), 1),
         String(Math.max(...t.p99)),
         String(t.non2xx),
@@ -110,8 +119,8 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
   console.log('\nreq/s depends on what else the machine runs (the load generator shares it); app CPU µs/req is the steadier measure of cost.');
   return Object.fromEntries(routes.map((r) => [r.name, {
     reqPerSec: rate(r.name),
-    vsBare: rate(r.name) / rate(bare),
-    vsPeer: rate(r.name) / rate(peer),
+    vsBare: median(ratios(r.name, bare)),
+    vsPeer: median(ratios(r.name, peer)),
     cpuPerRequest: cpuPerRequest(r.name),
   }]));
 }

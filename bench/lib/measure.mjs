@@ -36,6 +36,13 @@ export async function duration(fn, runs = quick ? 3 : 5) {
   return { median: times[Math.floor(times.length / 2)], min: times[0], max: times[times.length - 1] };
 }
 
+/** The middle value of `xs` (the mean of the two middle ones for an even count). */
+export function median(xs) {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
 export const fmt = (n, digits = 2) => (n >= 100 ? n.toFixed(0) : n.toFixed(digits));
 
 export function machine() {
