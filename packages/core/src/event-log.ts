@@ -141,11 +141,11 @@ export class EventLog {
   }
 
   id(row: number): string {
-    return this.otherIds.get(row) ?? readId(this.ids, row, EVENT.head);
+    return this.otherIds.get(row) ?? readId(this.ids, row, EVENT);
   }
 
   idempotencyKey(row: number): string | undefined {
-    if (!Number.isNaN(this.keys[3 * row])) return readId(this.keys, row, RESERVATION.head);
+    if (!Number.isNaN(this.keys[3 * row])) return readId(this.keys, row, RESERVATION);
     return this.otherKeys.get(row);
   }
 
@@ -249,9 +249,19 @@ export class RowList {
   }
 }
 
-/** The engine's id prefixes (see `newId`): event ids, and reservation ids (a commit's idempotency key). */
-const EVENT = { prefix: 'evt', head: 'evt_' };
-const RESERVATION = { prefix: 'rsv', head: 'rsv_' };
+/** An id prefix as `newId` takes it, and the head its ids start with. */
+interface IdKind {
+  prefix: string;
+  head: string;
+}
+
+function idKind(prefix: string): IdKind {
+  return { prefix, head: `${prefix}_` };
+}
+
+/** The engine's id kinds: event ids, and reservation ids (a commit's idempotency key). */
+const EVENT = idKind('evt');
+const RESERVATION = idKind('rsv');
 
 /** The code of `key` in `codes`; a new key gets the next code, with `value` added to `list` under it. */
 function intern<T>(codes: Map<string, number>, list: T[], key: string, value: T): number {
@@ -277,8 +287,8 @@ function digit(c: number): number {
   return c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 122 ? c - 87 : -1;
 }
 
-/** Parses `prefix` + 9 + 4 + 8 base-36 digits into `out[3 * row ..]`; false when `id` has another form. */
-function writeId(out: Float64Array, row: number, id: string, kind: { prefix: string; head: string }): boolean {
+/** Parses the kind's head + 9 + 4 + 8 base-36 digits into `out[3 * row ..]`; false when `id` has another form. */
+function writeId(out: Float64Array, row: number, id: string, kind: IdKind): boolean {
   const known = idPartsOf(id, kind.prefix);
   if (known !== undefined) {
     out[3 * row] = known[0];
@@ -286,9 +296,9 @@ function writeId(out: Float64Array, row: number, id: string, kind: { prefix: str
     out[3 * row + 2] = known[2];
     return true;
   }
-  const prefix = kind.head;
-  if (id.length !== prefix.length + 21 || !id.startsWith(prefix)) return false;
-  let p = prefix.length;
+  const head = kind.head;
+  if (id.length !== head.length + 21 || !id.startsWith(head)) return false;
+  let p = head.length;
   for (let part = 0; part < 3; part++) {
     const width = part === 0 ? 9 : part === 1 ? 4 : 8;
     let n = 0;
@@ -302,7 +312,7 @@ function writeId(out: Float64Array, row: number, id: string, kind: { prefix: str
   return true;
 }
 
-function readId(from: Float64Array, row: number, prefix: string): string {
+function readId(from: Float64Array, row: number, kind: IdKind): string {
   const at = 3 * row;
-  return prefix + from[at].toString(36).padStart(9, '0') + from[at + 1].toString(36).padStart(4, '0') + from[at + 2].toString(36).padStart(8, '0');
+  return kind.head + from[at].toString(36).padStart(9, '0') + from[at + 1].toString(36).padStart(4, '0') + from[at + 2].toString(36).padStart(8, '0');
 }
