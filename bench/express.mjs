@@ -6,7 +6,7 @@ import { createTollgate } from '@tollgate/core';
 import { meter } from '@tollgate/express';
 import express from 'express';
 import { rateLimit } from 'express-rate-limit';
-import { announce, compareRoutes, serving } from './lib/http-load.mjs';
+import { announce, compareRoutes, serving, targetLine } from './lib/http-load.mjs';
 
 const customerId = (req) => req.header('x-customer-id');
 
@@ -37,5 +37,5 @@ if (serving) {
     ],
   });
   const t = results['tollgate meter (check + record)'];
-  console.log(`\nTargets: ≥ 90% of bare → ${(t.vsBare * 100).toFixed(1)}% ${t.vsBare >= 0.9 ? 'met' : 'NOT met'}; ≥ express-rate-limit → ${(t.vsPeer * 100).toFixed(1)}% ${t.vsPeer >= 1 ? 'met' : 'NOT met'}`);
+  console.log(`\nTargets (req/s of the meter, check + record):\n- ${targetLine('≥ 90% of bare', t.vsBare, 0.9)}\n- ${targetLine('≥ express-rate-limit', t.vsPeer, 1)}`);
 }

@@ -8,7 +8,7 @@ import { Controller, Get, Module, UseGuards } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
 import { Metered, TollgateModule } from '@tollgate/nestjs';
-import { announce, compareRoutes, serving } from './lib/http-load.mjs';
+import { announce, compareRoutes, serving, targetLine } from './lib/http-load.mjs';
 
 function decorateMethod(target, key, decorators) {
   const descriptor = Reflect.decorate(decorators, target.prototype, key, Object.getOwnPropertyDescriptor(target.prototype, key));
@@ -59,5 +59,5 @@ if (serving) {
     ],
   });
   const t = results['@Metered() (check + record)'];
-  console.log(`\nTarget: ≥ @nestjs/throttler → ${(t.vsPeer * 100).toFixed(1)}% ${t.vsPeer >= 1 ? 'met' : 'NOT met'}; vs bare ${(t.vsBare * 100).toFixed(1)}%`);
+  console.log(`\nTarget (req/s of @Metered(), check + record):\n- ${targetLine('≥ @nestjs/throttler', t.vsPeer, 1)}\n\nvs bare Nest: ${(t.vsBare.median * 100).toFixed(1)}% (no target)`);
 }

@@ -3,7 +3,7 @@
 // its routes in turn.
 import { execFileSync, fork } from 'node:child_process';
 import autocannon from 'autocannon';
-import { fmt, machine, median, quick, table } from './measure.mjs';
+import { fmt, machine, median, medianInterval, quick, table } from './measure.mjs';
 
 /** True in the child process that serves the app. */
 export const serving = process.argv.includes('--serve');
@@ -60,16 +60,17 @@ function run(options) {
 
 /**
  * Measures every route of one app, in one run, and prints req/s and ratios against the bare
- * route and the peer. The routes take turns in short rounds (6 × 5 s each; `--quick`: 2 × 2 s),
+ * route and the peer. The routes take turns in short rounds (15 × 2 s each; `--quick`: 3 × 1 s),
  * each round starting one route further on, and a ratio is the median over rounds of the
  * route's req/s to the bare route's in the same round: on a shared machine whose speed drifts
- * by tens of percent within minutes, routes measured side by side compare steadily, where totals
- * over a whole run let one slow stretch decide.
+ * by tens of percent within seconds, routes measured side by side compare steadily, where totals
+ * over a whole run let one slow stretch decide. Beside each median stands its 95% interval
+ * ({@link medianInterval}): how far the run can tell a ratio from a target.
  */
 export async function compareRoutes({ title, script, routes, headers = {}, connections = 10 }) {
   const warmup = quick ? 1 : 3;
-  const seconds = quick ? 2 : 5;
-  const rounds = quick ? 2 : 6;
+  const seconds = quick ? 1 : 2;
+  const rounds = quick ? 3 : 15;
   const server = await startServer(script);
   const totals = new Map(routes.map((r) => [r.name, { requests: 0, seconds: 0, p99: [], non2xx: 0, cpu: 0, rates: [] }]));
   try {
@@ -98,18 +99,21 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
   /** Per round, the route's req/s over `base`'s. */
   const ratios = (name, base) => totals.get(name).rates.map((r, i) => r / totals.get(base).rates[i]);
   const pct = (x) => `${fmt(x * 100, 1)}%`;
-  const spread = (xs) => `${pct(Math.min(...xs))}–${pct(Math.max(...xs))}`;
+  const interval = (xs) => medianInterval(xs);
+  const span = (xs) => `${pct(interval(xs).low)}–${pct(interval(xs).high)}`;
+  const level = `${fmt(interval(totals.get(bare).rates).coverage * 100, 1)}%`;
   console.log(`# ${title}\n\n${machine()}, ${connections} connections, ${rounds} rounds of ${seconds} s per route${quick ? ' (quick run)' : ''}\n`);
   table(
-    ['route', 'req/s', 'vs bare (median)', 'vs bare, rounds', `vs ${peer} (median)`, 'app CPU µs/req', 'p99 ms', 'non-2xx'],
+    ['route', 'req/s', 'vs bare (median)', `vs bare, ${level} interval`, `vs ${peer} (median)`, `vs ${peer}, ${level} interval`, 'app CPU µs/req', 'p99 ms', 'non-2xx'],
     routes.map((r) => {
       const t = totals.get(r.name);
       return [
         r.name,
         fmt(rate(r.name), 0),
         pct(median(ratios(r.name, bare))),
-        spread(ratios(r.name, bare)),
+        span(ratios(r.name, bare)),
         pct(median(ratios(r.name, peer))),
+        span(ratios(r.name, peer)),
         fmt(cpuPerRequest(r.name), 1),
         String(Math.max(...t.p99)),
         String(t.non2xx),
@@ -119,8 +123,19 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
   console.log('\nreq/s depends on what else the machine runs (the load generator shares it); app CPU µs/req is the steadier measure of cost.');
   return Object.fromEntries(routes.map((r) => [r.name, {
     reqPerSec: rate(r.name),
-    vsBare: median(ratios(r.name, bare)),
-    vsPeer: median(ratios(r.name, peer)),
+    vsBare: { median: median(ratios(r.name, bare)), ...interval(ratios(r.name, bare)) },
+    vsPeer: { median: median(ratios(r.name, peer)), ...interval(ratios(r.name, peer)) },
     cpuPerRequest: cpuPerRequest(r.name),
   }]));
+}
+
+/**
+ * One line per target: the measured ratio (from {@link compareRoutes}) with its interval, and a
+ * verdict that claims only what the interval shows: met when all of it is at or above the
+ * target, not met when all of it is below, unresolved when it holds the target.
+ */
+export function targetLine(label, ratio, target) {
+  const pct = (x) => `${fmt(x * 100, 1)}%`;
+  const verdict = ratio.low >= target ? 'met' : ratio.high < target ? 'NOT met' : 'unresolved by this run (the interval holds the target)';
+  return `${label} → ${pct(ratio.median)} (${pct(ratio.coverage)} interval ${pct(ratio.low)}–${pct(ratio.high)}): ${verdict}`;
 }

@@ -43,6 +43,29 @@ export function median(xs) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+/**
+ * A confidence interval for the median of `xs` that assumes nothing about their distribution:
+ * the l-th smallest and l-th largest value, with the largest l for which the pair holds the
+ * median with probability ≥ `level` (each value falls below the median with probability 1/2, so
+ * the count below is binomial). Few values cannot reach the level: with 6 the interval is the
+ * whole range, at 96.9%. `coverage` is the probability the returned interval has.
+ */
+export function medianInterval(xs, level = 0.95) {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const n = sorted.length;
+  let l = 0;
+  let term = 0.5 ** n; // P(exactly l values below the median)
+  let tail = term; // P(at most l values below)
+  while (2 * (l + 1) < n) {
+    const next = (term * (n - l)) / (l + 1);
+    if (1 - 2 * (tail + next) < level) break;
+    term = next;
+    tail += next;
+    l++;
+  }
+  return { low: sorted[l], high: sorted[n - 1 - l], coverage: 1 - 2 * tail };
+}
+
 export const fmt = (n, digits = 2) => (n >= 100 ? n.toFixed(0) : n.toFixed(digits));
 
 export function machine() {
