@@ -41,7 +41,7 @@ export function startServer(script) {
       child.removeAllListeners('exit');
       resolve({
         url: `http://127.0.0.1:${port}`,
-        /** CPU time the app has used so far, in µs (robust to a busy machine, unlike req/s). */
+        /** CPU time the app has used so far, in µs (unlike req/s, not slowed by other processes on the machine). */
         cpu: () => new Promise((done) => {
           child.once('message', ({ cpu }) => done(cpu.user + cpu.system));
           child.send('cpu');
@@ -51,6 +51,8 @@ export function startServer(script) {
     });
   });
 }
+
+const pct = (x) => `${fmt(x * 100, 1)}%`;
 
 function run(options) {
   return new Promise((resolve, reject) => {
@@ -98,10 +100,11 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
   const peer = routes.find((r) => r.role === 'peer').name;
   /** Per round, the route's req/s over `base`'s. */
   const ratios = (name, base) => totals.get(name).rates.map((r, i) => r / totals.get(base).rates[i]);
-  const pct = (x) => `${fmt(x * 100, 1)}%`;
-  const interval = (xs) => medianInterval(xs);
-  const span = (xs) => `${pct(interval(xs).low)}–${pct(interval(xs).high)}`;
-  const level = `${fmt(interval(totals.get(bare).rates).coverage * 100, 1)}%`;
+  const span = (xs) => {
+    const { low, high } = medianInterval(xs);
+    return `${pct(low)}–${pct(high)}`;
+  };
+  const level = pct(medianInterval(totals.get(bare).rates).coverage);
   console.log(`# ${title}\n\n${machine()}, ${connections} connections, ${rounds} rounds of ${seconds} s per route${quick ? ' (quick run)' : ''}\n`);
   table(
     ['route', 'req/s', 'vs bare (median)', `vs bare, ${level} interval`, `vs ${peer} (median)`, `vs ${peer}, ${level} interval`, 'app CPU µs/req', 'p99 ms', 'non-2xx'],
@@ -120,11 +123,11 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
       ];
     }),
   );
-  console.log('\nreq/s depends on what else the machine runs (the load generator shares it); app CPU µs/req is the steadier measure of cost.');
+  console.log('\nreq/s and app CPU µs/req both move with the machine (on a shared VM, by up to 2× within seconds); the ratios compare routes measured side by side, round by round.');
   return Object.fromEntries(routes.map((r) => [r.name, {
     reqPerSec: rate(r.name),
-    vsBare: { median: median(ratios(r.name, bare)), ...interval(ratios(r.name, bare)) },
-    vsPeer: { median: median(ratios(r.name, peer)), ...interval(ratios(r.name, peer)) },
+    vsBare: { median: median(ratios(r.name, bare)), ...medianInterval(ratios(r.name, bare)) },
+    vsPeer: { median: median(ratios(r.name, peer)), ...medianInterval(ratios(r.name, peer)) },
     cpuPerRequest: cpuPerRequest(r.name),
   }]));
 }
@@ -135,7 +138,6 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
  * target, not met when all of it is below, unresolved when it holds the target.
  */
 export function targetLine(label, ratio, target) {
-  const pct = (x) => `${fmt(x * 100, 1)}%`;
   const verdict = ratio.low >= target ? 'met' : ratio.high < target ? 'NOT met' : 'unresolved by this run (the interval holds the target)';
   return `${label} → ${pct(ratio.median)} (${pct(ratio.coverage)} interval ${pct(ratio.low)}–${pct(ratio.high)}): ${verdict}`;
 }
