@@ -94,42 +94,40 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
   } finally {
     await server.stop();
   }
-  const rate = (name) => totals.get(name).requests / totals.get(name).seconds;
-  const cpuPerRequest = (name) => totals.get(name).cpu / totals.get(name).requests;
   const bare = routes.find((r) => r.role === 'bare').name;
   const peer = routes.find((r) => r.role === 'peer').name;
-  /** Per round, the route's req/s over `base`'s. */
-  const ratios = (name, base) => totals.get(name).rates.map((r, i) => r / totals.get(base).rates[i]);
-  const span = (xs) => {
-    const { low, high } = medianInterval(xs);
-    return `${pct(low)}–${pct(high)}`;
+  /** The route's req/s over `base`'s, round by round: their median and its interval. */
+  const against = (name, base) => {
+    const ratios = totals.get(name).rates.map((r, i) => r / totals.get(base).rates[i]);
+    return { median: median(ratios), ...medianInterval(ratios) };
   };
-  const level = pct(medianInterval(totals.get(bare).rates).coverage);
+  const results = Object.fromEntries(routes.map(({ name }) => {
+    const t = totals.get(name);
+    return [name, { reqPerSec: t.requests / t.seconds, vsBare: against(name, bare), vsPeer: against(name, peer), cpuPerRequest: t.cpu / t.requests }];
+  }));
+  const span = ({ low, high }) => `${pct(low)}–${pct(high)}`;
+  const level = pct(results[bare].vsBare.coverage);
   console.log(`# ${title}\n\n${machine()}, ${connections} connections, ${rounds} rounds of ${seconds} s per route${quick ? ' (quick run)' : ''}\n`);
   table(
     ['route', 'req/s', 'vs bare (median)', `vs bare, ${level} interval`, `vs ${peer} (median)`, `vs ${peer}, ${level} interval`, 'app CPU µs/req', 'p99 ms', 'non-2xx'],
-    routes.map((r) => {
-      const t = totals.get(r.name);
+    routes.map(({ name }) => {
+      const t = totals.get(name);
+      const r = results[name];
       return [
-        r.name,
-        fmt(rate(r.name), 0),
-        pct(median(ratios(r.name, bare))),
-        span(ratios(r.name, bare)),
-        pct(median(ratios(r.name, peer))),
-        span(ratios(r.name, peer)),
-        fmt(cpuPerRequest(r.name), 1),
+        name,
+        fmt(r.reqPerSec, 0),
+        pct(r.vsBare.median),
+        span(r.vsBare),
+        pct(r.vsPeer.median),
+        span(r.vsPeer),
+        fmt(r.cpuPerRequest, 1),
         String(Math.max(...t.p99)),
         String(t.non2xx),
       ];
     }),
   );
   console.log('\nreq/s and app CPU µs/req both move with the machine (on a shared VM, by up to 2× within seconds); the ratios compare routes measured side by side, round by round.');
-  return Object.fromEntries(routes.map((r) => [r.name, {
-    reqPerSec: rate(r.name),
-    vsBare: { median: median(ratios(r.name, bare)), ...medianInterval(ratios(r.name, bare)) },
-    vsPeer: { median: median(ratios(r.name, peer)), ...medianInterval(ratios(r.name, peer)) },
-    cpuPerRequest: cpuPerRequest(r.name),
-  }]));
+  return results;
 }
 
 /**
