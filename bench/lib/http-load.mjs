@@ -52,7 +52,8 @@ export function startServer(script) {
   });
 }
 
-const pct = (x) => `${fmt(x * 100, 1)}%`;
+/** A ratio as a percentage with one decimal. */
+export const pct = (x) => `${fmt(x * 100, 1)}%`;
 
 function run(options) {
   return new Promise((resolve, reject) => {
