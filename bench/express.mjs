@@ -8,9 +8,10 @@ import { createTollgate } from '@tollgate/core';
 import { meter } from '@tollgate/express';
 import express from 'express';
 import { rateLimit } from 'express-rate-limit';
-import { announce, compareRoutes, pct, serving, targetLine } from './lib/http-load.mjs';
+import { announce, compareRoutes, pct, serving, span, targetLine } from './lib/http-load.mjs';
 
 const customerId = (req) => req.header('x-customer-id');
+const FLOOR = 'floor (customer header + 4 fixed headers)';
 
 if (serving) {
   const tollgate = createTollgate({
@@ -41,7 +42,7 @@ if (serving) {
     headers: { 'x-customer-id': 'cus_bench' },
     routes: [
       { name: 'bare', path: '/bare', role: 'bare' },
-      { name: 'floor (customer header + 4 fixed headers)', path: '/floor' },
+      { name: FLOOR, path: '/floor' },
       { name: 'express-rate-limit', path: '/express-rate-limit', role: 'peer' },
       { name: 'tollgate meter (check + record)', path: '/tollgate' },
       { name: 'tollgate meter (reserve + commit)', path: '/tollgate-reserve' },
@@ -49,6 +50,6 @@ if (serving) {
   });
   const t = results['tollgate meter (check + record)'];
   console.log(`\nTargets (req/s of the meter, check + record):\n- ${targetLine('≥ 90% of bare', t.vsBare, 0.9)}\n- ${targetLine('≥ express-rate-limit', t.vsPeer, 1)}`);
-  const floor = results['floor (customer header + 4 fixed headers)'].vsBare;
-  console.log(`\nThe floor, the least any per-customer limiter that sends these headers adds (one more middleware, a header read, four setHeader calls), keeps ${pct(floor.median)} of bare (interval ${pct(floor.low)}–${pct(floor.high)}).`);
+  const floor = results[FLOOR].vsBare;
+  console.log(`\nThe floor, the least any per-customer limiter that sends these headers adds (one more middleware, a header read, four setHeader calls), keeps ${pct(floor.median)} of bare (interval ${span(floor)}).`);
 }

@@ -55,6 +55,9 @@ export function startServer(script) {
 /** A ratio as a percentage with one decimal. */
 export const pct = (x) => `${fmt(x * 100, 1)}%`;
 
+/** An interval of ratios, `low–high`, as percentages. */
+export const span = ({ low, high }) => `${pct(low)}–${pct(high)}`;
+
 function run(options) {
   return new Promise((resolve, reject) => {
     autocannon(options, (error, result) => (error ? reject(error) : resolve(result)));
@@ -106,7 +109,6 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
     const t = totals.get(name);
     return [name, { reqPerSec: t.requests / t.seconds, vsBare: against(name, bare), vsPeer: against(name, peer), cpuPerRequest: t.cpu / t.requests }];
   }));
-  const span = ({ low, high }) => `${pct(low)}–${pct(high)}`;
   const level = pct(results[bare].vsBare.coverage);
   console.log(`# ${title}\n\n${machine()}, ${connections} connections, ${rounds} rounds of ${seconds} s per route${quick ? ' (quick run)' : ''}\n`);
   table(
@@ -138,5 +140,5 @@ export async function compareRoutes({ title, script, routes, headers = {}, conne
  */
 export function targetLine(label, ratio, target) {
   const verdict = ratio.low >= target ? 'met' : ratio.high < target ? 'NOT met' : 'unresolved by this run (the interval holds the target)';
-  return `${label} → ${pct(ratio.median)} (${pct(ratio.coverage)} interval ${pct(ratio.low)}–${pct(ratio.high)}): ${verdict}`;
+  return `${label} → ${pct(ratio.median)} (${pct(ratio.coverage)} interval ${span(ratio)}): ${verdict}`;
 }
