@@ -4,33 +4,19 @@
 // the customer header and sets four fixed draft-6 headers, the least any per-customer limiter that
 // sends them does on Express. Uses the BUILT packages.
 // Run: npm run build && node bench/express.mjs [--quick]
-import { createTollgate } from '@tollgate/core';
 import { meter } from '@tollgate/express';
 import express from 'express';
 import { rateLimit } from 'express-rate-limit';
+import { FLOOR, benchTollgate, customerId, floor } from './lib/express-routes.mjs';
 import { announce, compareRoutes, pct, serving, span, targetLine } from './lib/http-load.mjs';
 
-const customerId = (req) => req.header('x-customer-id');
-const FLOOR = 'floor (customer header + 4 fixed headers)';
-
 if (serving) {
-  const tollgate = createTollgate({
-    meters: [{ id: 'requests', name: 'Requests', aggregation: 'count', field: '*' }],
-    limits: [{ id: 'requests-per-minute', name: 'Requests per minute', meterId: 'requests', limitValue: 1e9, period: 'minute' }],
-  });
-  await tollgate.ready();
+  const tollgate = await benchTollgate();
   const app = express();
   app.disable('x-powered-by');
   const ok = (_req, res) => res.json({ ok: true });
   app.get('/bare', ok);
-  app.get('/floor', (req, res, next) => {
-    customerId(req);
-    res.setHeader('RateLimit-Policy', '1000000000;w=60');
-    res.setHeader('RateLimit-Limit', '1000000000');
-    res.setHeader('RateLimit-Remaining', '999999999');
-    res.setHeader('RateLimit-Reset', '60');
-    next();
-  }, ok);
+  app.get('/floor', floor, ok);
   app.get('/express-rate-limit', rateLimit({ windowMs: 60_000, limit: 1e9, standardHeaders: 'draft-6', legacyHeaders: false, keyGenerator: customerId }), ok);
   app.get('/tollgate', meter(tollgate, { customerId, standardHeaders: 'draft-6' }), ok);
   app.get('/tollgate-reserve', meter(tollgate, { customerId, standardHeaders: 'draft-6', estimate: {} }), ok);

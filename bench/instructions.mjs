@@ -10,6 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { FLOOR } from './lib/express-routes.mjs';
 import { fmt, machine, quick, table } from './lib/measure.mjs';
 
 if (spawnSync('valgrind', ['--version']).status !== 0) {
@@ -22,7 +23,7 @@ const count = quick ? 3_000 : 20_000;
 const script = new URL('./express.mjs', import.meta.url).pathname;
 const routes = [
   { name: 'bare', path: '/bare' },
-  { name: 'floor (customer header + 4 fixed headers)', path: '/floor' },
+  { name: FLOOR, path: '/floor' },
   { name: 'express-rate-limit', path: '/express-rate-limit' },
   { name: 'tollgate meter (check + record)', path: '/tollgate' },
 ];

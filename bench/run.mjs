@@ -18,6 +18,7 @@ const scripts = [
   ['sql.mjs', 'SQL stores: SQLite and PostgreSQL'],
   ['redis.mjs', 'Redis counters vs bare EVALSHA and rate-limiter-flexible'],
   ['express.mjs', 'HTTP: Express (bare, express-rate-limit, Tollgate)'],
+  ['express-breakdown.mjs', "HTTP: Express, where the meter's share of bare goes"],
   ['instructions.mjs', 'HTTP: Express, instructions per request (callgrind)'],
   ['nest.mjs', 'HTTP: NestJS (bare, @nestjs/throttler, Tollgate)'],
   ['ai.mjs', 'Vercel AI SDK: added time per call'],
