@@ -4,7 +4,7 @@ import { describe, expect, test } from 'vitest';
 // @ts-expect-error: a plain .mjs module of the benchmark folder, without types
 import { median, medianInterval } from '../bench/lib/measure.mjs';
 // @ts-expect-error: as above
-import { targetLine } from '../bench/lib/http-load.mjs';
+import { roundsFrom, targetLine } from '../bench/lib/http-load.mjs';
 
 const ranks = (n: number) => Array.from({ length: n }, (_, i) => i);
 
@@ -61,5 +61,20 @@ describe('targetLine', () => {
   test('unresolved when the interval holds the target, whichever side the median is on', () => {
     expect(targetLine('≥ 90% of bare', ratio(0.92, 0.86, 0.97), 0.9)).toMatch(/: unresolved by this run/);
     expect(targetLine('≥ 90% of bare', ratio(0.88, 0.86, 0.97), 0.9)).toMatch(/: unresolved by this run/);
+  });
+});
+
+describe('roundsFrom (--rounds=N)', () => {
+  test('absent: undefined, so the default count stands', () => {
+    expect(roundsFrom(['node', 'bench/express.mjs', '--quick'])).toBeUndefined();
+  });
+
+  test('a whole number of at least 6 is the count', () => {
+    expect(roundsFrom(['node', 'bench/express.mjs', '--rounds=60'])).toBe(60);
+    expect(roundsFrom(['--rounds=6'])).toBe(6);
+  });
+
+  test.each(['--rounds=5', '--rounds=0', '--rounds=2.5', '--rounds=many', '--rounds='])('%s is refused with what to give instead', (arg) => {
+    expect(() => roundsFrom([arg])).toThrow(/give a whole number of rounds, at least 6/);
   });
 });

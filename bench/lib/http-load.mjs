@@ -58,6 +58,15 @@ export const pct = (x) => `${fmt(x * 100, 1)}%`;
 /** An interval of ratios, `low–high`, as percentages. */
 export const span = ({ low, high }) => `${pct(low)}–${pct(high)}`;
 
+/** `--rounds=N` among command-line arguments, if given. */
+export function roundsFrom(argv) {
+  const arg = argv.find((a) => a.startsWith('--rounds='));
+  if (arg === undefined) return undefined;
+  const n = Number(arg.slice('--rounds='.length));
+  if (!Number.isInteger(n) || n < 6) throw new Error(`${arg}: give a whole number of rounds, at least 6 (fewer cannot reach a 95% interval for the median).`);
+  return n;
+}
+
 function run(options) {
   return new Promise((resolve, reject) => {
     autocannon(options, (error, result) => (error ? reject(error) : resolve(result)));
@@ -66,7 +75,8 @@ function run(options) {
 
 /**
  * Measures every route of one app, in one run, and prints req/s and ratios against the bare
- * route and the peer. The routes take turns in short rounds (15 × 2 s each; `--quick`: 3 × 1 s),
+ * route and the peer. The routes take turns in short rounds (15 × 2 s each; `--quick`: 3 × 1 s;
+ * `--rounds=N` sets the count; on a steady machine the intervals narrow as 1/√N),
  * each round starting one route further on, and a ratio is the median over rounds of the
  * route's req/s to the bare route's in the same round: on a shared machine whose speed drifts
  * by tens of percent within seconds, routes measured side by side compare steadily, where totals
@@ -76,7 +86,7 @@ function run(options) {
 export async function compareRoutes({ title, script, routes, headers = {}, connections = 10 }) {
   const warmup = quick ? 1 : 3;
   const seconds = quick ? 1 : 2;
-  const rounds = quick ? 3 : 15;
+  const rounds = roundsFrom(process.argv) ?? (quick ? 3 : 15);
   const server = await startServer(script);
   const totals = new Map(routes.map((r) => [r.name, { requests: 0, seconds: 0, p99: [], non2xx: 0, cpu: 0, rates: [] }]));
   try {
