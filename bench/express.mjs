@@ -5,17 +5,13 @@
 // sends them does on Express. Uses the BUILT packages.
 // Run: npm run build && node bench/express.mjs [--quick]
 import { meter } from '@tollgate/express';
-import express from 'express';
 import { rateLimit } from 'express-rate-limit';
-import { FLOOR, benchTollgate, customerId, floor } from './lib/express-routes.mjs';
+import { FLOOR, benchApp, benchTollgate, customerId, floor, ok } from './lib/express-routes.mjs';
 import { announce, compareRoutes, pct, serving, span, targetLine } from './lib/http-load.mjs';
 
 if (serving) {
   const tollgate = await benchTollgate();
-  const app = express();
-  app.disable('x-powered-by');
-  const ok = (_req, res) => res.json({ ok: true });
-  app.get('/bare', ok);
+  const app = benchApp();
   app.get('/floor', floor, ok);
   app.get('/express-rate-limit', rateLimit({ windowMs: 60_000, limit: 1e9, standardHeaders: 'draft-6', legacyHeaders: false, keyGenerator: customerId }), ok);
   app.get('/tollgate', meter(tollgate, { customerId, standardHeaders: 'draft-6' }), ok);

@@ -1,6 +1,18 @@
-// What the Express benchmarks (express.mjs, express-breakdown.mjs) share: the customer callback,
-// the Tollgate they meter with and the floor middleware.
+// What the Express benchmarks (express.mjs, express-breakdown.mjs) share: the app with its bare
+// route, the customer callback, the Tollgate they meter with and the floor middleware.
 import { createTollgate } from '@tollgate/core';
+import express from 'express';
+
+/** Every route's handler: a small JSON answer. */
+export const ok = (_req, res) => res.json({ ok: true });
+
+/** An Express app with the bare route (`/bare`: the handler alone) and no X-Powered-By header. */
+export function benchApp() {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/bare', ok);
+  return app;
+}
 
 export const customerId = (req) => req.header('x-customer-id');
 
