@@ -503,9 +503,10 @@ class Engine {
     return out;
   }
 
-  private definitions(): Definitions | Promise<Definitions> {
+  /** The meters and limits, cached; `now` is the caller's clock reading (one per operation: reading the clock is not free). */
+  private definitions(now: number): Definitions | Promise<Definitions> {
     const d = this.defs;
-    if (d && this.clock() - d.loadedAt < this.cacheTtlMs) return d;
+    if (d && now - d.loadedAt < this.cacheTtlMs) return d;
     // Callers that come while the definitions load wait for the same load: a slow ledger gets one
     // query, not one per request.
     return (this.loadingDefinitions ??= this.loadDefinitions()
@@ -594,7 +595,8 @@ class Engine {
       const contribution = values === undefined ? null : field.from === 'count' ? 1 : (field.from === 'values' ? values[field.key] : target.dimensions?.[field.key]) ?? null;
       slots[n++] = new LimitSlot(entry, this.windowOf(entry, at, context), target.customerId, contribution);
     }
-    slots.length = n;
+    // Setting an array's length goes through the runtime (some 400 instructions), so only when some limit did not apply.
+    if (n < slots.length) slots.length = n;
     return slots;
   }
 
@@ -685,7 +687,7 @@ class Engine {
    * past it, `onStoreError` answers.
    */
   private prepare(customerId: string, create: boolean, at: number): Prepared | Promise<Prepared> {
-    const defs = this.definitions();
+    const defs = this.definitions(at);
     const prepared = defs instanceof Promise ? defs.then((d) => this.withContext(d, customerId, create, at)) : this.withContext(defs, customerId, create, at);
     return prepared instanceof Promise ? this.timed(prepared) : prepared;
   }
@@ -724,10 +726,9 @@ class Engine {
   // ── recording ────────────────────────────────────────────────────────────
 
   /** The record item for an event; synchronous when the customer and definitions are cached. */
-  private itemFor(event: StoredEvent, hold?: { id: string; slots: CounterSlot[] }): RecordItem | Promise<RecordItem> {
-    const now = this.clock();
+  private itemFor(event: StoredEvent, now: number, hold?: { id: string; slots: CounterSlot[] }): RecordItem | Promise<RecordItem> {
     const context = this.customerContext(event.customerId, true, now);
-    const defs = this.definitions();
+    const defs = this.definitions(now);
     if (context instanceof Promise || defs instanceof Promise) {
       return Promise.all([context, defs]).then(([c, d]) => this.buildItem(event, { context: c, defs: d }, hold));
     }
@@ -739,9 +740,11 @@ class Engine {
     return hold === undefined ? { event, slots } : { event, slots, holdId: hold.id, holdSlots: hold.slots };
   }
 
-  /** Records the items: synchronously when the counters store is the memory store used as it is. */
-  private recordItems(items: RecordItem[]): Records | Promise<Records> {
-    const now = this.clock();
+  /**
+   * Records the items: synchronously when the counters store is the memory store used as it is.
+   * `now` is the operation's time: a caller that did not wait since reading the clock passes its reading.
+   */
+  private recordItems(items: RecordItem[], now = this.clock()): Records | Promise<Records> {
     if (!this.combined) return this.recordApart(items, now);
     const op: CounterOperation = { type: 'record', now, persist: true, items };
     if (this.applyNow === null) return this.recordIn(op, items, now);
@@ -857,13 +860,15 @@ class Engine {
   }
 
   private recordParsed(parsed: ParsedEvent): RecordResult | Promise<RecordResult> {
-    const item = this.itemFor(this.toStored(parsed, this.clock()));
+    const now = this.clock();
+    const item = this.itemFor(this.toStored(parsed, now), now);
     if (item instanceof Promise) return item.then((i) => this.recordOne(i));
-    return this.recordOne(item);
+    return this.recordOne(item, now);
   }
 
-  private recordOne(item: RecordItem): RecordResult | Promise<RecordResult> {
-    const records = this.recordItems([item]);
+  /** Records one item; `now` as for {@link recordItems}. */
+  private recordOne(item: RecordItem, now?: number): RecordResult | Promise<RecordResult> {
+    const records = this.recordItems([item], now);
     return records instanceof Promise ? records.then((r) => r[0]) : records[0];
   }
 
@@ -913,7 +918,7 @@ class Engine {
         await this.ensureReady();
         const at = this.clock();
         const items: RecordItem[] = [];
-        for (const e of parsed.events) items.push(await this.itemFor(this.toStored(e, at)));
+        for (const e of parsed.events) items.push(await this.itemFor(this.toStored(e, at), this.clock()));
         const records = await this.recordItems(items);
         return { count: records.filter((r) => r.recorded).length };
       },
@@ -1127,6 +1132,7 @@ class Engine {
           if (!result.allowed) {
             throw new TollgateError('limit_exceeded', `Reservation ${id} was denied; there is nothing to commit. Check reservation.allowed before doing the work.`, { limits, retryAfter });
           }
+          const now = this.clock();
           const event = this.toStored(
             {
               customerId: parsed.customerId,
@@ -1137,11 +1143,11 @@ class Engine {
               timestamp: c.timestamp,
               idempotencyKey: id,
             },
-            this.clock(),
+            now,
           );
           settled = true;
-          const pending = this.itemFor(event, { id, slots });
-          return this.recordOne(pending instanceof Promise ? await pending : pending);
+          const pending = this.itemFor(event, now, { id, slots });
+          return pending instanceof Promise ? this.recordOne(await pending) : this.recordOne(pending, now);
         },
         release: async () => {
           if (settled || slots.length === 0 || !result.allowed) return;

@@ -21,6 +21,19 @@ describe('newId', () => {
     for (const at of times) {
       for (const prefix of ['evt', 'rsv']) expect(newId(prefix, at).slice(4, 13)).toBe(at.toString(36).padStart(9, '0'));
     }
+    // Every millisecond across a change of the first seven digits, then times anywhere in the range.
+    const edge = base - (base % 36 ** 2) + 36 ** 2;
+    const more = [...Array.from({ length: 40 }, (_, i) => edge - 20 + i), ...Array.from({ length: 500 }, () => Math.floor(Math.random() * 36 ** 9))];
+    for (const at of more) expect(newId('evt', at).slice(4, 13)).toBe(at.toString(36).padStart(9, '0'));
+  });
+
+  it('draws the 8 random characters from the whole alphabet, each about equally often', () => {
+    const counts = new Map<string, number>();
+    const n = 20_000;
+    for (let i = 0; i < n; i++) for (const c of newId('evt').slice(-8)) counts.set(c, (counts.get(c) ?? 0) + 1);
+    expect(counts.size).toBe(36);
+    // 160,000 characters: about 4,444 each; a bias of a few percent (two bytes per two digits) stays well inside ±10%.
+    for (const count of counts.values()) expect(Math.abs(count / ((n * 8) / 36) - 1)).toBeLessThan(0.1);
   });
 
   it('keeps a prefix outside ASCII intact, astral characters included', () => {
