@@ -10,7 +10,7 @@
 import { rateLimitHeaders, startMetering } from '@tollgate/core';
 import { meter } from '@tollgate/express';
 import { FLOOR, benchApp, benchTollgate, customerId, floor, ok } from './lib/express-routes.mjs';
-import { announce, compareRoutes, pct, serving } from './lib/http-load.mjs';
+import { CUSTOMER, compareRoutes, listen, pct, serving } from './lib/http-load.mjs';
 
 const HEADERS = { standardHeaders: 'draft-6', legacyHeaders: false };
 const STEPS = [
@@ -27,7 +27,7 @@ function setHeaders(res, headers) {
 
 if (serving) {
   const tollgate = await benchTollgate();
-  const { limits } = await tollgate.limits.check({ customerId: 'cus_bench', eventType: 'http.request' });
+  const { limits } = await tollgate.limits.check({ customerId: CUSTOMER, eventType: 'http.request' });
   // What the no-counting route's listener does in place of a record: reads the status, as
   // recordWhen does, and keeps a count, so the listener is not empty.
   let finished = 0;
@@ -52,12 +52,11 @@ if (serving) {
     else go(session);
   }, ok);
   app.get('/tollgate', meter(tollgate, { customerId, standardHeaders: 'draft-6' }), ok);
-  const server = app.listen(0, '127.0.0.1', () => announce(server));
+  listen(app);
 } else {
   const results = await compareRoutes({
     title: "Where @tollgate/express's share of bare Express goes",
     script: new URL(import.meta.url).pathname,
-    headers: { 'x-customer-id': 'cus_bench' },
     routes: STEPS,
   });
   const lines = STEPS.slice(1).map((step, i) => {

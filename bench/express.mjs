@@ -7,7 +7,7 @@
 import { meter } from '@tollgate/express';
 import { rateLimit } from 'express-rate-limit';
 import { FLOOR, benchApp, benchTollgate, customerId, floor, ok } from './lib/express-routes.mjs';
-import { announce, compareRoutes, pct, serving, span, targetLine } from './lib/http-load.mjs';
+import { compareRoutes, listen, pct, serving, span, targetLine } from './lib/http-load.mjs';
 
 if (serving) {
   const tollgate = await benchTollgate();
@@ -16,12 +16,11 @@ if (serving) {
   app.get('/express-rate-limit', rateLimit({ windowMs: 60_000, limit: 1e9, standardHeaders: 'draft-6', legacyHeaders: false, keyGenerator: customerId }), ok);
   app.get('/tollgate', meter(tollgate, { customerId, standardHeaders: 'draft-6' }), ok);
   app.get('/tollgate-reserve', meter(tollgate, { customerId, standardHeaders: 'draft-6', estimate: {} }), ok);
-  const server = app.listen(0, '127.0.0.1', () => announce(server));
+  listen(app);
 } else {
   const results = await compareRoutes({
     title: '@tollgate/express vs bare Express and express-rate-limit',
     script: new URL(import.meta.url).pathname,
-    headers: { 'x-customer-id': 'cus_bench' },
     routes: [
       { name: 'bare', path: '/bare', role: 'bare' },
       { name: FLOOR, path: '/floor' },

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { FLOOR } from './lib/express-routes.mjs';
+import { CUSTOMER, CUSTOMER_HEADER } from './lib/http-load.mjs';
 import { fmt, machine, quick, table } from './lib/measure.mjs';
 
 if (spawnSync('valgrind', ['--version']).status !== 0) {
@@ -43,7 +44,7 @@ async function instructionsPerRequest(route) {
     });
     child.removeAllListeners('exit');
     await new Promise((resolve, reject) => autocannon({
-      url: `http://127.0.0.1:${port}${route.path}`, headers: { 'x-customer-id': 'cus_bench' }, connections: 4, amount: warm + count + 100, timeout: 60,
+      url: `http://127.0.0.1:${port}${route.path}`, headers: { [CUSTOMER_HEADER]: CUSTOMER }, connections: 4, amount: warm + count + 100, timeout: 60,
     }, (error, result) => (error ? reject(error) : resolve(result))));
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');

@@ -8,7 +8,7 @@ import { Controller, Get, Module, UseGuards } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ThrottlerGuard, ThrottlerModule } from '@nestjs/throttler';
 import { Metered, TollgateModule } from '@tollgate/nestjs';
-import { announce, compareRoutes, serving, targetLine } from './lib/http-load.mjs';
+import { CUSTOMER_HEADER, announce, compareRoutes, serving, targetLine } from './lib/http-load.mjs';
 
 function decorateMethod(target, key, decorators) {
   const descriptor = Reflect.decorate(decorators, target.prototype, key, Object.getOwnPropertyDescriptor(target.prototype, key));
@@ -37,7 +37,7 @@ if (serving) {
           meters: [{ id: 'requests', name: 'Requests', aggregation: 'count', field: '*' }],
           limits: [{ id: 'requests-per-minute', name: 'Requests per minute', meterId: 'requests', limitValue: 1e9, period: 'minute' }],
         },
-        customerId: (context) => context.switchToHttp().getRequest().headers['x-customer-id'],
+        customerId: (context) => context.switchToHttp().getRequest().headers[CUSTOMER_HEADER],
       }),
     ],
     controllers: [Bench],
@@ -50,7 +50,6 @@ if (serving) {
   const results = await compareRoutes({
     title: '@tollgate/nestjs vs bare Nest and @nestjs/throttler (platform-express)',
     script: new URL(import.meta.url).pathname,
-    headers: { 'x-customer-id': 'cus_bench' },
     routes: [
       { name: 'bare', path: '/bare', role: 'bare' },
       { name: '@nestjs/throttler', path: '/throttler', role: 'peer' },

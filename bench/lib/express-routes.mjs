@@ -2,6 +2,7 @@
 // route, the customer callback, the Tollgate they meter with and the floor middleware.
 import { createTollgate } from '@tollgate/core';
 import express from 'express';
+import { CUSTOMER_HEADER } from './http-load.mjs';
 
 /** Every route's handler: a small JSON answer. */
 export const ok = (_req, res) => res.json({ ok: true });
@@ -14,7 +15,7 @@ export function benchApp() {
   return app;
 }
 
-export const customerId = (req) => req.header('x-customer-id');
+export const customerId = (req) => req.header(CUSTOMER_HEADER);
 
 /** A Tollgate on the memory store with one request-count limit per minute that never denies. */
 export async function benchTollgate() {

@@ -31,6 +31,16 @@ export function announce(server) {
   process.send({ port: server.address().port });
 }
 
+/** The customer every benchmark request comes from, named in the header every limiter here keys on. */
+export const CUSTOMER = 'cus_bench';
+export const CUSTOMER_HEADER = 'x-customer-id';
+
+/** In the app: an Express-style app listens on a free local port and tells the parent (see {@link announce}). */
+export function listen(app) {
+  const server = app.listen(0, '127.0.0.1', () => announce(server));
+  return server;
+}
+
 /** In the parent: forks `script --serve` and resolves with its base URL and a stop function. */
 export function startServer(script) {
   const child = fork(script, ['--serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -81,9 +91,10 @@ function run(options) {
  * route's req/s to the bare route's in the same round: on a shared machine whose speed drifts
  * by tens of percent within seconds, routes measured side by side compare steadily, where totals
  * over a whole run let one slow stretch decide. Beside each median stands its 95% interval
- * ({@link medianInterval}): how far the run can tell a ratio from a target.
+ * ({@link medianInterval}): how far the run can tell a ratio from a target. Requests carry
+ * `headers`, by default the benchmark customer's header.
  */
-export async function compareRoutes({ title, script, routes, headers = {}, connections = 10 }) {
+export async function compareRoutes({ title, script, routes, headers = { [CUSTOMER_HEADER]: CUSTOMER }, connections = 10 }) {
   const warmup = quick ? 1 : 3;
   const seconds = quick ? 1 : 2;
   const rounds = roundsFrom(process.argv) ?? (quick ? 3 : 15);
