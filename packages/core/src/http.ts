@@ -123,9 +123,20 @@ function units(n: number): string {
   return String(Math.max(0, Math.floor(n)));
 }
 
+// The last draft-6/7 policy: the requests of a route repeat it. Kept, it is one flat string that
+// Node's header check reads as it is, where a new one is joined anew (and flattened) on every response.
+let lastPolicyLimit = Number.NaN;
+let lastPolicyWindow: number | null = null;
+let lastPolicy = '';
+
 /** `100;w=3600`, or the quota alone for a window that never ends. */
 function policyText(limit: number, w: number | null): string {
-  return w === null ? units(limit) : `${units(limit)};w=${w}`;
+  if (limit !== lastPolicyLimit || w !== lastPolicyWindow) {
+    lastPolicy = w === null ? units(limit) : `${units(limit)};w=${w}`;
+    lastPolicyLimit = limit;
+    lastPolicyWindow = w;
+  }
+  return lastPolicy;
 }
 
 /** A structured-field string (RFC 8941 §3.3.3): printable ASCII with `"` and `\` escaped. */

@@ -754,7 +754,7 @@ class Engine {
     } catch (e) {
       throw storeFailure(e, 'recording');
     }
-    this.emitAlerts(items, result, now);
+    if (result.alerts !== undefined) this.emitAlerts(items, result, now);
     return result.records!;
   }
 
