@@ -69,12 +69,15 @@ function plainObject(o: unknown): o is Record<string, unknown> {
   return plainShape(o) && Object.getOwnPropertySymbols(o).length === 0;
 }
 
+/** What the two below hold before anything has passed: no input can be equal to it. */
+const NONE = Symbol('none');
+
 /**
  * The last id and event type that passed. A route or a loop passes the same ones again and
  * again (one customer's requests, one event type per route), and an equal string is valid too.
  */
-let lastId: string | null = null;
-let lastEventType: string | null = null;
+let lastId: string | typeof NONE = NONE;
+let lastEventType: string | typeof NONE = NONE;
 
 function id(v: unknown): string {
   if (v === lastId) return v as string;

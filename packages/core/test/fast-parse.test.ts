@@ -3,7 +3,7 @@
 // including the odd cases the fast path must hand to zod (symbol keys, null prototypes, class
 // instances, own __proto__ keys, NUL and lone surrogates, Date subclasses).
 import fc from 'fast-check';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { parseBatchIngest, parseCheck, parseCommit, parseRecordEvent, parseReserve } from '../src/fast-parse.js';
 import { batchIngestSchema, checkSchema, commitSchema, parse, recordEventSchema, reserveSchema } from '../src/schemas.js';
 
@@ -101,6 +101,19 @@ describe('fast-path validators agree with the zod schemas', () => {
       { events: 'x' },
     ];
     for (const raw of batches) expect(outcome(() => parseBatchIngest(raw))).toEqual(outcome(() => parse(batchIngestSchema, raw, 'batch')));
+  });
+
+  // The validators remember the last id and event type that passed; before any has passed, what
+  // they remember must not match a null (nor anything else) given as the first input.
+  test.each([
+    ['customerId', { customerId: null, eventType: 'e' }],
+    ['eventType', { customerId: 'c1', eventType: null }],
+  ])('a null %s as the very first input is rejected as zod rejects it', async (_field, raw) => {
+    vi.resetModules();
+    const fresh = await import('../src/fast-parse.js');
+    const expected = outcome(() => parse(recordEventSchema, raw, 'event'));
+    expect(expected.ok).toBe(false);
+    expect(outcome(() => fresh.parseRecordEvent(raw))).toEqual(expected);
   });
 
   test('the output is a copy: changing the input afterwards changes nothing parsed', () => {
